@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/recserve/recserve/index"
+	"github.com/recserve/recserve/internal/daemon"
+)
+
+// serveFlags registers the flags shared by serve and demo.
+func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) {
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "gRPC listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", `REST gateway listen address ("off" disables it)`)
+	fs.StringVar(&cfg.DefaultModel, "default-model", "", "model for requests that name none (default: the only served model)")
+	fs.DurationVar(&cfg.PollInterval, "poll", 2*time.Second, "how often to check the registry for new versions")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take at shutdown")
+	cfg.Index.Kind = index.KindHNSW
+	fs.Func("index", "index backend: hnsw (default), exact or coder", func(s string) error {
+		switch k := index.Kind(s); k {
+		case index.KindHNSW, index.KindExact, index.KindCoder:
+			cfg.Index.Kind = k
+			return nil
+		}
+		return fmt.Errorf("unknown index %q (want hnsw, exact or coder)", s)
+	})
+	fs.IntVar(&cfg.Index.EfSearch, "ef-search", 0, "HNSW search breadth (0: the index default)")
+}
+
+func runServe(ctx context.Context, args []string) error {
+	var cfg daemon.Config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&cfg.RegistryDir, "registry", "./registry-data", "registry root directory")
+	models := fs.String("models", "", "comma-separated models to serve (default: every model in the registry)")
+	serveFlags(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *models != "" {
+		cfg.Models = strings.Split(*models, ",")
+	}
+	return daemon.Run(ctx, cfg, nil)
+}

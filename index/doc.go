@@ -1,0 +1,16 @@
+// Package index implements top-K maximum-inner-product retrieval over a fixed
+// matrix of item vectors.
+//
+// Three backends implement [Index] and are selected with [Options.Kind]:
+//
+//   - [Exact] scans every row; it is the ground truth and the fallback for
+//     very selective filters.
+//   - [HNSW] is our own Hierarchical Navigable Small World graph (Malkov and
+//     Yashunin) using negative inner product as the distance, so it works on
+//     raw, non-normalized embeddings such as those produced by ALS.
+//   - [Coder] wraps github.com/coder/hnsw v0.6.1 for comparison.
+//
+// All backends apply a [Filter] during retrieval rather than afterwards, so
+// a filtered search still returns k allowed items when k exist. Every
+// backend is immutable after construction and safe for concurrent Search.
+package index

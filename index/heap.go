@@ -1,0 +1,167 @@
+package index
+
+// candidate is a node and its distance to the query (negative inner product).
+type candidate struct {
+	dist float32
+	id   int32
+}
+
+// closer orders candidates by distance, ties by lower id.
+func closer(a, b candidate) bool {
+	return a.dist < b.dist || (a.dist == b.dist && a.id < b.id)
+}
+
+// nearHeap is a binary min-heap of candidates: the closest is at index 0.
+type nearHeap []candidate
+
+func (h *nearHeap) push(c candidate) {
+	*h = append(*h, c)
+	s := *h
+	i := len(s) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !closer(c, s[p]) {
+			break
+		}
+		s[i] = s[p]
+		i = p
+	}
+	s[i] = c
+}
+
+func (h *nearHeap) pop() candidate {
+	s := *h
+	top := s[0]
+	n := len(s) - 1
+	last := s[n]
+	s = s[:n]
+	*h = s
+	if n == 0 {
+		return top
+	}
+	i := 0
+	for {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if r := c + 1; r < n && closer(s[r], s[c]) {
+			c = r
+		}
+		if !closer(s[c], last) {
+			break
+		}
+		s[i] = s[c]
+		i = c
+	}
+	s[i] = last
+	return top
+}
+
+// farHeap is a binary max-heap of candidates: the farthest is at index 0.
+type farHeap []candidate
+
+func (h *farHeap) push(c candidate) {
+	*h = append(*h, c)
+	s := *h
+	i := len(s) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !closer(s[p], c) {
+			break
+		}
+		s[i] = s[p]
+		i = p
+	}
+	s[i] = c
+}
+
+func (h *farHeap) pop() candidate {
+	s := *h
+	top := s[0]
+	n := len(s) - 1
+	last := s[n]
+	s = s[:n]
+	*h = s
+	if n == 0 {
+		return top
+	}
+	i := 0
+	for {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if r := c + 1; r < n && closer(s[c], s[r]) {
+			c = r
+		}
+		if !closer(last, s[c]) {
+			break
+		}
+		s[i] = s[c]
+		i = c
+	}
+	s[i] = last
+	return top
+}
+
+// worse orders results by score, ties by higher ID being worse.
+func worse(a, b Result) bool {
+	return a.Score < b.Score || (a.Score == b.Score && a.ID > b.ID)
+}
+
+// resultHeap is a bounded top-k heap of results with the worst at index 0.
+// It lives in the caller's result slice, so a scan allocates only that slice.
+type resultHeap []Result
+
+// offer adds r if the heap has fewer than cap(h) items or r beats the worst.
+func (h *resultHeap) offer(r Result) {
+	s := *h
+	if len(s) < cap(s) {
+		s = append(s, r)
+		i := len(s) - 1
+		for i > 0 {
+			p := (i - 1) / 2
+			if !worse(r, s[p]) {
+				break
+			}
+			s[i] = s[p]
+			i = p
+		}
+		s[i] = r
+		*h = s
+		return
+	}
+	if len(s) == 0 || !worse(s[0], r) {
+		return
+	}
+	s.down(0, r, len(s))
+}
+
+// down places r at index i of s[:n] and sifts it towards the leaves.
+func (h resultHeap) down(i int, r Result, n int) {
+	for {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if rc := c + 1; rc < n && worse(h[rc], h[c]) {
+			c = rc
+		}
+		if !worse(h[c], r) {
+			break
+		}
+		h[i] = h[c]
+		i = c
+	}
+	h[i] = r
+}
+
+// sortBestFirst heap-sorts h in place into best-first order.
+func (h resultHeap) sortBestFirst() {
+	for end := len(h) - 1; end > 0; end-- {
+		w := h[0]
+		h.down(0, h[end], end)
+		h[end] = w
+	}
+}

@@ -1,0 +1,124 @@
+package index
+
+import (
+	"math"
+	"sync"
+)
+
+// Search implements Index. It runs a graph search (a greedy walk down the
+// upper layers, then an ef-wide search of layer 0 with ef = max(EfSearch,
+// k)) unless an exact scan is estimated cheaper (see preferScan): for very
+// selective filters, small indexes or k close to n. A filter is applied
+// inside the layer-0 search: disallowed nodes are traversed but never enter
+// the result set. If the graph yields fewer than k allowed items, Search
+// falls back to the exact scan, so it returns k items whenever k are
+// allowed. It allocates only the result slice.
+func (h *HNSW) Search(q []float32, k int, f Filter) []Result {
+	if k <= 0 || len(q) != h.dim || h.n == 0 {
+		return nil
+	}
+	k = min(k, h.n)
+	ef := max(h.efSearch, k)
+	if useScan, _ := preferScan(f, h.n, ef); useScan || ef >= h.n {
+		return scan(h.vecs, h.dim, q, k, f)
+	}
+	if res := h.searchGraph(q, k, ef, f); res != nil {
+		return res
+	}
+	return scan(h.vecs, h.dim, q, k, f)
+}
+
+// searchGraph returns the best k of an ef-wide graph search, or nil if it
+// found fewer than k allowed items.
+func (h *HNSW) searchGraph(q []float32, k, ef int, f Filter) []Result {
+	s := h.pool.Get().(*scratch)
+	defer h.pool.Put(s)
+	s.reset()
+	cur, curDist := h.entry, -Dot(q, h.vec(h.entry))
+	for l := h.topLevel; l > 0; l-- {
+		cur, curDist = h.greedy(q, cur, curDist, l, -1, nil, s)
+	}
+	h.searchLayer(s, q, cur, curDist, ef, 0, f, nil)
+	if len(s.far) < k {
+		return nil
+	}
+	for len(s.far) > k {
+		s.far.pop()
+	}
+	res := make([]Result, k)
+	for i := k - 1; i >= 0; i-- {
+		c := s.far.pop()
+		res[i] = Result{ID: c.id, Score: -c.dist}
+	}
+	return res
+}
+
+// greedy walks level from cur to the node closest to q, moving to any
+// closer neighbour until none is. It skips node self (the node being
+// inserted). With locks (build time) each list is copied under its lock.
+func (h *HNSW) greedy(q []float32, cur int32, curDist float32, level int, self int32, locks []sync.Mutex, s *scratch) (int32, float32) {
+	for changed := true; changed; {
+		changed = false
+		for _, nb := range h.links(cur, level, locks, s) {
+			if nb == self {
+				continue
+			}
+			if d := -Dot(q, h.vec(nb)); d < curDist {
+				cur, curDist, changed = nb, d, true
+			}
+		}
+	}
+	return cur, curDist
+}
+
+// links returns the neighbours of id on level. With locks (build time) it
+// returns a copy taken under the node's lock in s.links.
+func (h *HNSW) links(id int32, level int, locks []sync.Mutex, s *scratch) []int32 {
+	if locks == nil {
+		return h.neighbors(id, level)
+	}
+	mu := &locks[id]
+	mu.Lock()
+	s.links = append(s.links[:0], h.neighbors(id, level)...)
+	mu.Unlock()
+	return s.links
+}
+
+// searchLayer is the ef-wide best-first search of one layer from ep
+// (Algorithm 2 of the paper, as in hnswlib's searchBaseLayer). It leaves up
+// to ef results in s.far. Only nodes allowed by f enter s.far, but every
+// node is expanded; with a filter the search keeps going until s.far holds
+// ef allowed nodes or the reachable graph is exhausted. The caller resets s.
+func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef, level int, f Filter, locks []sync.Mutex) {
+	s.visited[ep] = s.gen
+	s.near.push(candidate{dist: epDist, id: ep})
+	bound := float32(math.Inf(1))
+	if f == nil || f(ep) {
+		s.far.push(candidate{dist: epDist, id: ep})
+		bound = epDist
+	}
+	for len(s.near) > 0 {
+		c := s.near.pop()
+		if c.dist > bound && (len(s.far) >= ef || f == nil) {
+			break
+		}
+		for _, nb := range h.links(c.id, level, locks, s) {
+			if s.visited[nb] == s.gen {
+				continue
+			}
+			s.visited[nb] = s.gen
+			d := -Dot(q, h.vec(nb))
+			if len(s.far) >= ef && d >= bound {
+				continue
+			}
+			s.near.push(candidate{dist: d, id: nb})
+			if f == nil || f(nb) {
+				s.far.push(candidate{dist: d, id: nb})
+				if len(s.far) > ef {
+					s.far.pop()
+				}
+				bound = s.far[0].dist
+			}
+		}
+	}
+}

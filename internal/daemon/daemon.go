@@ -1,0 +1,163 @@
+// Package daemon wires the serving components — registry watcher, gRPC server and
+// REST gateway — into one process with a shared lifecycle. cmd/recserve and the
+// end-to-end tests both start the daemon through Run.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/recserve/recserve/gateway"
+	"github.com/recserve/recserve/index"
+	"github.com/recserve/recserve/registry"
+	"github.com/recserve/recserve/server"
+)
+
+// Config is what the serve command configures.
+type Config struct {
+	RegistryDir  string
+	GRPCAddr     string // default 127.0.0.1:9090
+	HTTPAddr     string // default 127.0.0.1:8080; "off" disables the gateway
+	Models       []string
+	DefaultModel string
+	Index        index.Options
+	PollInterval time.Duration
+	// ShutdownTimeout bounds the graceful stop (default 10s).
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// Addrs are the addresses the daemon listens on, known once it is up.
+type Addrs struct {
+	GRPC string
+	HTTP string
+}
+
+// Run serves until ctx is done, then stops gracefully: health NOT_SERVING, stop
+// accepting, finish requests in flight within ShutdownTimeout. ready, if not nil,
+// receives the listen addresses once the first registry refresh has finished.
+func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
+	if cfg.GRPCAddr == "" {
+		cfg.GRPCAddr = "127.0.0.1:9090"
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:8080"
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger
+	reg, err := registry.Open(cfg.RegistryDir)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Options{
+		Registry: reg, Models: cfg.Models, DefaultModel: cfg.DefaultModel,
+		Index: cfg.Index, PollInterval: cfg.PollInterval, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Refresh(ctx); err != nil {
+		log.Warn("initial registry load", "err", err)
+	}
+
+	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("grpc listen: %w", err)
+	}
+	g := server.NewGRPCServer(srv)
+
+	var httpSrv *http.Server
+	var httpLis net.Listener
+	var conn *grpc.ClientConn
+	if cfg.HTTPAddr != "off" {
+		conn, err = grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			grpcLis.Close()
+			return fmt.Errorf("gateway client: %w", err)
+		}
+		defer conn.Close()
+		h, err := gateway.New(ctx, conn)
+		if err != nil {
+			grpcLis.Close()
+			return err
+		}
+		if httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			grpcLis.Close()
+			return fmt.Errorf("http listen: %w", err)
+		}
+		httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	running := 0
+	start := func(name string, fn func() error) {
+		running++
+		go func() {
+			err := fn()
+			if err != nil {
+				err = fmt.Errorf("%s: %w", name, err)
+			}
+			errc <- err
+		}()
+	}
+	start("registry watcher", func() error { return srv.Run(runCtx) })
+	start("grpc", func() error { return g.Serve(grpcLis) })
+	addrs := Addrs{GRPC: grpcLis.Addr().String()}
+	if httpSrv != nil {
+		addrs.HTTP = httpLis.Addr().String()
+		start("http", func() error {
+			if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	log.Info("serving", "grpc", addrs.GRPC, "http", addrs.HTTP, "models", srv.Served())
+	if ready != nil {
+		ready(addrs)
+	}
+
+	var firstErr error
+	select {
+	case <-ctx.Done():
+	case firstErr = <-errc:
+		running--
+	}
+
+	// Graceful stop: drain, then force after the deadline.
+	srv.Shutdown()
+	cancel()
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer stopCancel()
+	if httpSrv != nil {
+		_ = httpSrv.Shutdown(stopCtx)
+	}
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-stopCtx.Done():
+		g.Stop()
+	}
+	for ; running > 0; running-- {
+		if err := <-errc; err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}

@@ -1,0 +1,258 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/protobuf/proto"
+
+	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
+	"github.com/recserve/recserve/registry"
+	"github.com/recserve/recserve/sampledata"
+	"github.com/recserve/recserve/trainer"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// startDaemon trains a small model on sample data, publishes it and runs the
+// daemon on loopback ports chosen by the kernel.
+func startDaemon(t *testing.T) (Addrs, *sampledata.Data) {
+	t.Helper()
+	dir := t.TempDir()
+	data := sampledata.Generate(sampledata.Options{Users: 300, Items: 240, Seed: 3})
+	d := trainer.NewDataset()
+	for _, e := range data.Events {
+		w, _ := trainer.EventWeight(e.Type)
+		d.Add(e.UserID, e.ItemID, w)
+	}
+	opts := trainer.DefaultOptions()
+	opts.Factors, opts.Iterations = 16, 4
+	m, err := trainer.Train(context.Background(), d, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := trainer.Bundle(d, m, data.Items)
+	b.Manifest.Model = "demo"
+	reg, err := registry.Open(filepath.Join(dir, "registry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Publish(b); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan Addrs, 1)
+	done := make(chan error, 1)
+	cfg := Config{
+		RegistryDir: reg.Root(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		PollInterval: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	go func() { done <- Run(ctx, cfg, func(a Addrs) { ready <- a }) }()
+	var addrs Addrs
+	select {
+	case addrs = <-ready:
+	case err := <-done:
+		t.Fatalf("daemon exited: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon stop: %v", err)
+		}
+	})
+	return addrs, data
+}
+
+func getJSON(t *testing.T, rawURL string, out any) int {
+	t.Helper()
+	resp, err := http.Get(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			t.Fatalf("GET %s: %v in %s", rawURL, err, body)
+		}
+	}
+	return resp.StatusCode
+}
+
+type restItems struct {
+	Items []struct {
+		ItemID   string  `json:"itemId"`
+		Score    float64 `json:"score"`
+		Category string  `json:"category"`
+	} `json:"items"`
+	Model        string `json:"model"`
+	ModelVersion string `json:"modelVersion"`
+	RequestID    string `json:"requestId"`
+	Source       string `json:"source"`
+}
+
+type restError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Details []struct {
+		FieldViolations []struct {
+			Field string `json:"field"`
+		} `json:"fieldViolations"`
+	} `json:"details"`
+}
+
+func TestREST(t *testing.T) {
+	addrs, data := startDaemon(t)
+	base := "http://" + addrs.HTTP
+	user := data.Events[0].UserID
+
+	var rec restItems
+	if code := getJSON(t, base+"/v1/users/"+user+"/recommendations?n=7", &rec); code != http.StatusOK {
+		t.Fatalf("status %d: %+v", code, rec)
+	}
+	if len(rec.Items) != 7 || rec.Model != "demo" || rec.ModelVersion == "" || rec.RequestID == "" || rec.Source != "RECOMMENDATION_SOURCE_MODEL" {
+		t.Fatalf("recommendations %+v", rec)
+	}
+
+	var books restItems
+	getJSON(t, base+"/v1/users/"+user+"/recommendations?n=5&filter.includeCategories=books", &books)
+	if len(books.Items) != 5 {
+		t.Fatalf("filtered: %+v", books)
+	}
+	for _, it := range books.Items {
+		if it.Category != "books" {
+			t.Fatalf("category filter: got %+v", it)
+		}
+	}
+
+	var stranger restItems
+	getJSON(t, base+"/v1/users/"+url.PathEscape("new visitor")+"/recommendations", &stranger)
+	if stranger.Source != "RECOMMENDATION_SOURCE_POPULARITY" || len(stranger.Items) != 10 {
+		t.Fatalf("unknown user: %+v", stranger)
+	}
+
+	var sim restItems
+	if code := getJSON(t, base+"/v1/items/"+data.Items[0].ID+"/similar?n=4", &sim); code != http.StatusOK || len(sim.Items) != 4 {
+		t.Fatalf("similar: %d %+v", code, sim)
+	}
+
+	resp, err := http.Post(base+"/v1/recommendations:batch", "application/json",
+		strings.NewReader(fmt.Sprintf(`{"userIds":[%q,"someone-new"],"n":3}`, user)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch struct {
+		Results []struct {
+			UserID string `json:"userId"`
+			Items  []any  `json:"items"`
+		} `json:"results"`
+		ModelVersion string `json:"modelVersion"`
+	}
+	json.NewDecoder(resp.Body).Decode(&batch)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(batch.Results) != 2 || len(batch.Results[0].Items) != 3 || batch.ModelVersion == "" {
+		t.Fatalf("batch: %d %+v", resp.StatusCode, batch)
+	}
+
+	errCases := []struct {
+		path  string
+		code  int
+		field string
+	}{
+		{"/v1/users/" + user + "/recommendations?n=0", http.StatusBadRequest, "n"},
+		{"/v1/users/" + user + "/recommendations?n=1001", http.StatusBadRequest, "n"},
+		{"/v1/users/" + user + "/recommendations?filter.excludeCategories=", http.StatusBadRequest, "filter.exclude_categories[0]"},
+		{"/v1/users/" + user + "/recommendations?model=nope", http.StatusNotFound, ""},
+		{"/v1/items/no-such-item/similar", http.StatusNotFound, ""},
+		{"/v1/users/" + user + "/recommendations?n=abc", http.StatusBadRequest, ""},
+	}
+	for _, c := range errCases {
+		var e restError
+		if code := getJSON(t, base+c.path, &e); code != c.code {
+			t.Errorf("%s: status %d, want %d (%+v)", c.path, code, c.code, e)
+			continue
+		}
+		if c.field != "" && (len(e.Details) == 0 || len(e.Details[0].FieldViolations) == 0 || e.Details[0].FieldViolations[0].Field != c.field) {
+			t.Errorf("%s: details %+v, want field %q", c.path, e, c.field)
+		}
+	}
+
+	resp, err = http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz %d", resp.StatusCode)
+	}
+	var spec struct {
+		Paths map[string]any `json:"paths"`
+	}
+	getJSON(t, base+"/openapi.json", &spec)
+	if _, ok := spec.Paths["/v1/users/{userId}/recommendations"]; !ok {
+		t.Fatalf("openapi paths: %v", spec.Paths)
+	}
+}
+
+func TestGRPC(t *testing.T) {
+	addrs, data := startDaemon(t)
+	conn, err := grpc.NewClient(addrs.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health %v %v", h, err)
+	}
+	resp, err := recservev1.NewRecommendServiceClient(conn).Recommend(ctx, &recservev1.RecommendRequest{UserId: data.Events[0].UserID, N: proto.Int32(5)})
+	if err != nil || len(resp.GetItems()) != 5 || resp.GetModelVersion() == "" {
+		t.Fatalf("recommend %v %v", resp, err)
+	}
+
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream.CloseSend()
+	var names []string
+	for _, s := range r.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	if !strings.Contains(strings.Join(names, ","), "recserve.v1.RecommendService") {
+		t.Fatalf("reflection lists %v", names)
+	}
+}
+
+func TestRunFailsOnBusyPort(t *testing.T) {
+	addrs, _ := startDaemon(t)
+	err := Run(context.Background(), Config{RegistryDir: t.TempDir(), GRPCAddr: addrs.GRPC, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
+	if err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("Run on a busy port: %v", err)
+	}
+}

@@ -1,0 +1,203 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// File records the size and SHA-256 checksum of one data file of a version.
+type File struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"` // lowercase hex
+}
+
+// Manifest describes a version. It is stored as manifest.json, written last.
+type Manifest struct {
+	FormatVersion int                `json:"format_version"`
+	Model         string             `json:"model"`
+	Version       string             `json:"version"`
+	Dim           int                `json:"dim"`
+	Metric        string             `json:"metric"`
+	Users         int                `json:"users"`
+	Items         int                `json:"items"`
+	CreatedAt     time.Time          `json:"created_at"`
+	Metrics       map[string]float64 `json:"metrics,omitempty"` // e.g. training and validation metrics
+	Params        map[string]string  `json:"params,omitempty"`  // trainer parameters
+	Files         map[string]File    `json:"files"`
+}
+
+// Item is one row of the item catalogue.
+type Item struct {
+	ID         string            `json:"id"`
+	Category   string            `json:"category,omitempty"`
+	Available  bool              `json:"available"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// Bundle is one version of a model: factor matrices, ids and the users'
+// training interactions. Row i of UserVectors belongs to UserIDs[i] and row i
+// of ItemVectors to Items[i].
+type Bundle struct {
+	Manifest    Manifest
+	UserIDs     []string
+	UserVectors []float32 // row-major, len(UserIDs)*Dim
+	Items       []Item
+	ItemVectors []float32 // row-major, len(Items)*Dim
+	SeenOffsets []int64   // CSR, len(UserIDs)+1, or nil
+	SeenItems   []int32   // item rows; user u's are SeenItems[SeenOffsets[u]:SeenOffsets[u+1]]
+}
+
+// Seen returns the item rows user row u interacted with in training, or nil
+// when the bundle has no interactions or u is out of range. The result shares
+// memory with the bundle and must not be modified.
+func (b *Bundle) Seen(u int) []int32 {
+	if b.SeenOffsets == nil || u < 0 || u >= len(b.SeenOffsets)-1 {
+		return nil
+	}
+	lo, hi := b.SeenOffsets[u], b.SeenOffsets[u+1]
+	if lo < 0 || hi < lo || hi > int64(len(b.SeenItems)) {
+		return nil
+	}
+	return b.SeenItems[lo:hi:hi]
+}
+
+// Validate checks that the bundle is consistent: manifest fields, matrix
+// shapes against Users, Items and Dim, non-empty unique ids, finite vectors
+// and a well-formed interaction CSR. Manifest.Version may be empty (not yet
+// published); Manifest.Files is not checked. Errors wrap ErrInvalid and name
+// the field.
+func (b *Bundle) Validate() error {
+	m := &b.Manifest
+	invalid := func(field string, err error) error {
+		return fmt.Errorf("registry: bundle %s: %w: %v", field, ErrInvalid, err)
+	}
+	if m.FormatVersion != FormatVersion {
+		return invalid("Manifest.FormatVersion", fmt.Errorf("is %d, want %d", m.FormatVersion, FormatVersion))
+	}
+	if err := checkName(m.Model); err != nil {
+		return invalid("Manifest.Model", fmt.Errorf("%q %v", m.Model, err))
+	}
+	if _, ok := parseVersion(m.Version); m.Version != "" && !ok {
+		return invalid("Manifest.Version", fmt.Errorf("%q is not a positive decimal integer", m.Version))
+	}
+	if m.Dim < 1 {
+		return invalid("Manifest.Dim", fmt.Errorf("is %d, want at least 1", m.Dim))
+	}
+	if m.Metric != MetricDot {
+		return invalid("Manifest.Metric", fmt.Errorf("is %q, want %q", m.Metric, MetricDot))
+	}
+	if m.Users != len(b.UserIDs) {
+		return invalid("Manifest.Users", fmt.Errorf("is %d, but there are %d UserIDs", m.Users, len(b.UserIDs)))
+	}
+	if m.Items != len(b.Items) {
+		return invalid("Manifest.Items", fmt.Errorf("is %d, but there are %d Items", m.Items, len(b.Items)))
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.Metrics)) {
+		if v := m.Metrics[k]; math.IsNaN(v) || math.IsInf(v, 0) {
+			return invalid(fmt.Sprintf("Manifest.Metrics[%q]", k), fmt.Errorf("is %v, want a finite number", v))
+		}
+	}
+	if err := checkIDs(len(b.UserIDs), func(i int) string { return b.UserIDs[i] }); err != nil {
+		return invalid("UserIDs", err)
+	}
+	if err := checkVectors(b.UserVectors, len(b.UserIDs), m.Dim); err != nil {
+		return invalid("UserVectors", err)
+	}
+	if err := checkIDs(len(b.Items), func(i int) string { return b.Items[i].ID }); err != nil {
+		return invalid("Items", err)
+	}
+	if err := checkVectors(b.ItemVectors, len(b.Items), m.Dim); err != nil {
+		return invalid("ItemVectors", err)
+	}
+	if b.SeenOffsets == nil {
+		if len(b.SeenItems) != 0 {
+			return invalid("SeenItems", errors.New("set without SeenOffsets"))
+		}
+		return nil
+	}
+	if err := checkSeenOffsets(b.SeenOffsets, len(b.UserIDs)); err != nil {
+		return invalid("SeenOffsets", err)
+	}
+	if err := checkSeenItems(b.SeenItems, b.SeenOffsets[len(b.UserIDs)], len(b.Items)); err != nil {
+		return invalid("SeenItems", err)
+	}
+	return nil
+}
+
+// checkID reports whether id is usable: non-empty UTF-8 without CR, LF or tab.
+func checkID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("empty id")
+	case !utf8.ValidString(id):
+		return fmt.Errorf("id %q is not valid UTF-8", id)
+	case strings.ContainsAny(id, "\r\n\t"):
+		return fmt.Errorf("id %q contains CR, LF or tab", id)
+	}
+	return nil
+}
+
+// checkIDs checks that the n ids returned by id are usable and unique.
+func checkIDs(n int, id func(int) string) error {
+	first := make(map[string]int, n)
+	for i := range n {
+		s := id(i)
+		if err := checkID(s); err != nil {
+			return fmt.Errorf("row %d: %v", i, err)
+		}
+		if j, dup := first[s]; dup {
+			return fmt.Errorf("row %d: duplicate id %q, first at row %d", i, s, j)
+		}
+		first[s] = i
+	}
+	return nil
+}
+
+// checkVectors checks that v is a rows×dim matrix of finite numbers.
+func checkVectors(v []float32, rows, dim int) error {
+	if dim < 1 || rows < 0 || rows > math.MaxInt/dim || len(v) != rows*dim {
+		return fmt.Errorf("has %d values, want %d rows × %d dims", len(v), rows, dim)
+	}
+	for i, x := range v {
+		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("row %d column %d is %v", i/dim, i%dim, x)
+		}
+	}
+	return nil
+}
+
+// checkSeenOffsets checks the offsets of an interaction CSR of users rows.
+func checkSeenOffsets(off []int64, users int) error {
+	if len(off) != users+1 {
+		return fmt.Errorf("has %d entries, want users+1 = %d", len(off), users+1)
+	}
+	if off[0] != 0 {
+		return fmt.Errorf("starts at %d, want 0", off[0])
+	}
+	for u := range users {
+		if off[u+1] < off[u] {
+			return fmt.Errorf("user row %d ends at %d, before it starts at %d", u, off[u+1], off[u])
+		}
+	}
+	return nil
+}
+
+// checkSeenItems checks the item rows of an interaction CSR whose offsets end
+// at total.
+func checkSeenItems(seen []int32, total int64, items int) error {
+	if int64(len(seen)) != total {
+		return fmt.Errorf("has %d entries, but the offsets end at %d", len(seen), total)
+	}
+	for i, it := range seen {
+		if it < 0 || int(it) >= items {
+			return fmt.Errorf("entry %d is item row %d, out of range [0, %d)", i, it, items)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package registry
+
+import (
+	"errors"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestValidate(t *testing.T) {
+	valid := func() *Bundle {
+		b := newBundle(4, 6, 3, true)
+		b.Manifest.FormatVersion = FormatVersion
+		b.Manifest.Metric = MetricDot
+		b.Manifest.Users, b.Manifest.Items = 4, 6
+		return b
+	}
+	if err := valid().Validate(); err != nil {
+		t.Fatalf("valid bundle: %v", err)
+	}
+	tests := []struct {
+		name   string
+		edit   func(b *Bundle)
+		wantIn string // the field named in the error
+	}{
+		{"format version", func(b *Bundle) { b.Manifest.FormatVersion = 2 }, "Manifest.FormatVersion"},
+		{"model name", func(b *Bundle) { b.Manifest.Model = "../x" }, "Manifest.Model"},
+		{"empty model", func(b *Bundle) { b.Manifest.Model = "" }, "Manifest.Model"},
+		{"version", func(b *Bundle) { b.Manifest.Version = "01" }, "Manifest.Version"},
+		{"dim", func(b *Bundle) { b.Manifest.Dim = 0 }, "Manifest.Dim"},
+		{"metric", func(b *Bundle) { b.Manifest.Metric = "cosine" }, "Manifest.Metric"},
+		{"users count", func(b *Bundle) { b.Manifest.Users = 5 }, "Manifest.Users"},
+		{"items count", func(b *Bundle) { b.Manifest.Items = 1 }, "Manifest.Items"},
+		{"NaN metric", func(b *Bundle) { b.Manifest.Metrics["loss"] = math.NaN() }, `Manifest.Metrics["loss"]`},
+		{"empty user id", func(b *Bundle) { b.UserIDs[1] = "" }, "UserIDs"},
+		{"user id with tab", func(b *Bundle) { b.UserIDs[1] = "a\tb" }, "UserIDs"},
+		{"user id with LF", func(b *Bundle) { b.UserIDs[1] = "a\nb" }, "UserIDs"},
+		{"user id not UTF-8", func(b *Bundle) { b.UserIDs[1] = "\xff" }, "UserIDs"},
+		{"duplicate user id", func(b *Bundle) { b.UserIDs[3] = b.UserIDs[0] }, "duplicate"},
+		{"duplicate item id", func(b *Bundle) { b.Items[5].ID = b.Items[2].ID }, "Items"},
+		{"empty item id", func(b *Bundle) { b.Items[0].ID = "" }, "Items"},
+		{"user vectors short", func(b *Bundle) { b.UserVectors = b.UserVectors[1:] }, "UserVectors"},
+		{"item vectors long", func(b *Bundle) { b.ItemVectors = append(b.ItemVectors, 1) }, "ItemVectors"},
+		{"NaN user vector", func(b *Bundle) { b.UserVectors[4] = float32(math.NaN()) }, "UserVectors: invalid: row 1 column 1 is NaN"},
+		{"Inf item vector", func(b *Bundle) { b.ItemVectors[0] = float32(math.Inf(-1)) }, "ItemVectors"},
+		{"seen items without offsets", func(b *Bundle) { b.SeenOffsets = nil }, "SeenItems"},
+		{"offsets length", func(b *Bundle) { b.SeenOffsets = b.SeenOffsets[:4] }, "SeenOffsets"},
+		{"offsets start", func(b *Bundle) { b.SeenOffsets[0] = 1 }, "SeenOffsets"},
+		{"offsets decrease", func(b *Bundle) { b.SeenOffsets[2] = b.SeenOffsets[3] + 1 }, "SeenOffsets"},
+		{"offsets end", func(b *Bundle) { b.SeenItems = append(b.SeenItems, 0) }, "SeenItems"},
+		{"seen item negative", func(b *Bundle) { b.SeenItems[0] = -1 }, "SeenItems"},
+		{"seen item too big", func(b *Bundle) { b.SeenItems[0] = 6 }, "SeenItems: invalid: entry 0 is item row 6, out of range [0, 6)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := valid()
+			tt.edit(b)
+			err := b.Validate()
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Validate() = %v, want ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantIn) {
+				t.Errorf("Validate() = %q, want it to contain %q", err, tt.wantIn)
+			}
+		})
+	}
+}
+
+func TestSeen(t *testing.T) {
+	b := &Bundle{SeenOffsets: []int64{0, 2, 2, 3}, SeenItems: []int32{5, 1, 7}}
+	for u, want := range [][]int32{{5, 1}, nil, {7}} {
+		if got := b.Seen(u); !slices.Equal(got, want) {
+			t.Errorf("Seen(%d) = %v, want %v", u, got, want)
+		}
+	}
+	if got := b.Seen(0); cap(got) != 2 {
+		t.Errorf("cap(Seen(0)) = %d, want 2 so appends cannot clobber the next user", cap(got))
+	}
+	for _, u := range []int{-1, 3, math.MaxInt} {
+		if got := b.Seen(u); got != nil {
+			t.Errorf("Seen(%d) = %v, want nil", u, got)
+		}
+	}
+	if got := (&Bundle{}).Seen(0); got != nil {
+		t.Errorf("Seen without CSR = %v, want nil", got)
+	}
+}

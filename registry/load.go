@@ -1,0 +1,244 @@
+package registry
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Load reads, verifies and decodes a complete version of model. Each file is
+// read once, checksummed as it is decoded; its size and SHA-256 must match
+// the manifest. A version without manifest.json is ErrNotFound; any mismatch
+// with the manifest or the format is ErrCorrupt naming the file. Load never
+// allocates much more than the sizes of the files it reads.
+func (r *FS) Load(model, version string) (*Bundle, error) {
+	if err := checkModel(model); err != nil {
+		return nil, err
+	}
+	if err := checkVersion(model, version); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(r.root, model, version)
+	m, err := readManifest(dir, model, version)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{Manifest: m}
+	l := loader{model: model, version: version, dir: dir, files: m.Files, done: map[string]bool{}}
+
+	err = l.read(UserIDsFile, func(r io.Reader, size int64) error {
+		var text strings.Builder // the ids share its one allocation
+		text.Grow(int(size))
+		if _, err := io.Copy(&text, r); err != nil {
+			return err
+		}
+		ids, err := decodeUserIDs(text.String())
+		if err != nil {
+			return err
+		}
+		if len(ids) != m.Users {
+			return fmt.Errorf("has %d ids, the manifest says users=%d", len(ids), m.Users)
+		}
+		b.UserIDs = ids
+		return checkIDs(len(ids), func(i int) string { return ids[i] })
+	})
+	if err != nil {
+		return nil, err
+	}
+	if b.UserVectors, err = l.readMatrix(UserVectorsFile, m.Users, m.Dim); err != nil {
+		return nil, err
+	}
+	err = l.read(ItemsFile, func(r io.Reader, _ int64) error {
+		items, err := decodeItems(r)
+		if err != nil {
+			return err
+		}
+		if len(items) != m.Items {
+			return fmt.Errorf("has %d items, the manifest says items=%d", len(items), m.Items)
+		}
+		b.Items = items
+		return checkIDs(len(items), func(i int) string { return items[i].ID })
+	})
+	if err != nil {
+		return nil, err
+	}
+	if b.ItemVectors, err = l.readMatrix(ItemVectorsFile, m.Items, m.Dim); err != nil {
+		return nil, err
+	}
+	if _, ok := m.Files[SeenOffsetsFile]; ok {
+		err = l.read(SeenOffsetsFile, func(r io.Reader, size int64) error {
+			off, err := readNPYAs[int64](r, size, DTypeInt64, m.Users+1)
+			if err != nil {
+				return err
+			}
+			b.SeenOffsets = off
+			return checkSeenOffsets(off, m.Users)
+		})
+		if err != nil {
+			return nil, err
+		}
+		err = l.read(SeenItemsFile, func(r io.Reader, size int64) error {
+			total := b.SeenOffsets[m.Users]
+			seen, err := readNPYAs[int32](r, size, DTypeInt32, -1)
+			if err != nil {
+				return err
+			}
+			b.SeenItems = seen
+			if int64(len(seen)) != total {
+				return fmt.Errorf("has %d entries, but %s ends at %d", len(seen), SeenOffsetsFile, total)
+			}
+			return checkSeenItems(seen, total, m.Items)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	// Files the format does not use are verified, not decoded.
+	for _, name := range slices.Sorted(maps.Keys(m.Files)) {
+		if l.done[name] {
+			continue
+		}
+		if err := l.read(name, nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.Validate(); err != nil { // all checked above; kept as a safety net
+		return nil, corrupt(model, version, "bundle", err)
+	}
+	return b, nil
+}
+
+// readManifest reads and checks the manifest of the version in dir.
+func readManifest(dir, model, version string) (Manifest, error) {
+	f, err := os.Open(filepath.Join(dir, ManifestFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		why := "no such version"
+		if _, err := os.Stat(dir); err == nil {
+			why = "no " + ManifestFile + " (being written or abandoned)"
+		}
+		return Manifest{}, fmt.Errorf("registry: model %s version %s: %w: %s", model, version, ErrNotFound, why)
+	}
+	if err != nil {
+		return Manifest{}, fmt.Errorf("registry: model %s version %s: %w", model, version, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxManifestSize+1))
+	if err != nil {
+		return Manifest{}, fmt.Errorf("registry: model %s version %s: %w", model, version, err)
+	}
+	if len(data) > maxManifestSize {
+		return Manifest{}, corrupt(model, version, ManifestFile, fmt.Errorf("larger than %d bytes", maxManifestSize))
+	}
+	m, err := decodeManifest(data)
+	if err == nil {
+		err = checkManifest(&m, model, version)
+	}
+	if err != nil {
+		return Manifest{}, corrupt(model, version, ManifestFile, err)
+	}
+	return m, nil
+}
+
+// loader reads the files of one version.
+type loader struct {
+	model, version, dir string
+	files               map[string]File
+	done                map[string]bool
+}
+
+// read opens file name, checks its size against the manifest and hands a
+// reader of its content to decode (which may be nil). Whatever decode leaves
+// unread is read too, so that the checksum covers the whole file; a checksum
+// mismatch is reported in preference to a decoding error, being its likely
+// cause. Unread trailing bytes are an error.
+func (l *loader) read(name string, decode func(r io.Reader, size int64) error) error {
+	l.done[name] = true
+	fail := func(err error) error { return corrupt(l.model, l.version, name, err) }
+	want, ok := l.files[name]
+	if !ok {
+		return fail(errors.New("not listed in " + ManifestFile))
+	}
+	f, err := os.Open(filepath.Join(l.dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fail(errors.New("file is missing"))
+	}
+	if err != nil {
+		return fmt.Errorf("registry: model %s version %s: %w", l.model, l.version, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("registry: model %s version %s: %w", l.model, l.version, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fail(errors.New("not a regular file"))
+	}
+	if st.Size() != want.Size {
+		return fail(fmt.Errorf("size is %d bytes, the manifest says %d", st.Size(), want.Size))
+	}
+	h := sha256.New()
+	br := bufio.NewReaderSize(io.TeeReader(io.LimitReader(f, want.Size), h), 256<<10)
+	var derr error
+	if decode != nil {
+		derr = decode(br, want.Size)
+	}
+	rest, err := io.Copy(io.Discard, br)
+	if err != nil {
+		return fmt.Errorf("registry: model %s version %s: %s: %w", l.model, l.version, name, err)
+	}
+	wantSum, _ := hex.DecodeString(want.SHA256) // checked by checkManifest
+	if sum := h.Sum(nil); !bytes.Equal(sum, wantSum) {
+		return fail(fmt.Errorf("sha256 is %x, the manifest says %s", sum, want.SHA256))
+	}
+	if derr != nil {
+		return fail(derr)
+	}
+	if rest != 0 && decode != nil {
+		return fail(fmt.Errorf("%d bytes after the data", rest))
+	}
+	return nil
+}
+
+// readMatrix reads a rows×dim float32 .npy file.
+func (l *loader) readMatrix(name string, rows, dim int) ([]float32, error) {
+	var v []float32
+	err := l.read(name, func(r io.Reader, size int64) error {
+		var err error
+		v, err = readNPYAs[float32](r, size, DTypeFloat32, rows, dim)
+		if err != nil {
+			return err
+		}
+		return checkVectors(v, rows, dim)
+	})
+	return v, err
+}
+
+// readNPYAs reads a .npy array of the given dtype and shape; a dimension of
+// -1 matches any length.
+func readNPYAs[T any](r io.Reader, size int64, dtype string, shape ...int) ([]T, error) {
+	got, gotShape, data, err := ReadNPY(r, size)
+	if err != nil {
+		return nil, err
+	}
+	if got != dtype {
+		return nil, fmt.Errorf("dtype is %s, want %s", got, dtype)
+	}
+	ok := len(gotShape) == len(shape)
+	for i := 0; ok && i < len(shape); i++ {
+		ok = shape[i] == -1 || shape[i] == gotShape[i]
+	}
+	if !ok {
+		return nil, fmt.Errorf("shape is %s, want %s", formatShape(gotShape), formatShape(shape))
+	}
+	return data.([]T), nil
+}

@@ -1,0 +1,74 @@
+package server
+
+import (
+	"github.com/recserve/recserve/index"
+	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
+)
+
+// itemFilter is a request's business rules compiled against one snapshot.
+type itemFilter struct {
+	s                  *snapshot
+	includeCat         []bool // nil: every category
+	excludeCat         []bool // nil: none
+	excludeItems       map[int32]struct{}
+	seenUser           int32 // user whose training items are excluded, or -1
+	self               int32 // query item excluded from SimilarItems, or -1
+	includeUnavailable bool
+}
+
+// compileFilter builds the filter for a request. Unknown categories and item ids match nothing.
+func compileFilter(s *snapshot, f *recservev1.Filter) *itemFilter {
+	c := &itemFilter{s: s, seenUser: -1, self: -1, includeUnavailable: f.GetIncludeUnavailable()}
+	if cats := f.GetIncludeCategories(); len(cats) > 0 {
+		c.includeCat = s.categoryMask(cats)
+	}
+	if cats := f.GetExcludeCategories(); len(cats) > 0 {
+		c.excludeCat = s.categoryMask(cats)
+	}
+	if ids := f.GetExcludeItemIds(); len(ids) > 0 {
+		c.excludeItems = make(map[int32]struct{}, len(ids))
+		for _, id := range ids {
+			if row, ok := s.itemRow[id]; ok {
+				c.excludeItems[row] = struct{}{}
+			}
+		}
+	}
+	return c
+}
+
+func (s *snapshot) categoryMask(names []string) []bool {
+	mask := make([]bool, len(s.catID))
+	for _, n := range names {
+		if c, ok := s.catID[n]; ok {
+			mask[c] = true
+		}
+	}
+	return mask
+}
+
+// allow reports whether item row id passes every rule.
+func (f *itemFilter) allow(id int32) bool {
+	if id == f.self {
+		return false
+	}
+	if !f.includeUnavailable && !f.s.bundle.Items[id].Available {
+		return false
+	}
+	cat := f.s.itemCat[id]
+	if f.includeCat != nil && !f.includeCat[cat] {
+		return false
+	}
+	if f.excludeCat != nil && f.excludeCat[cat] {
+		return false
+	}
+	if _, ok := f.excludeItems[id]; ok {
+		return false
+	}
+	if f.seenUser >= 0 && f.s.seen(f.seenUser, id) {
+		return false
+	}
+	return true
+}
+
+// func returns the filter in the form the index takes.
+func (f *itemFilter) fn() index.Filter { return f.allow }

@@ -1,0 +1,42 @@
+package server
+
+import (
+	"context"
+	"runtime/debug"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
+)
+
+// MaxRecvMsgSize bounds request messages.
+const MaxRecvMsgSize = 4 << 20
+
+// NewGRPCServer builds the gRPC server for s: interceptors, limits, the
+// recommendation service, grpc.health.v1 and server reflection.
+func NewGRPCServer(s *Server, extra ...grpc.ServerOption) *grpc.Server {
+	opts := append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
+		grpc.ChainUnaryInterceptor(s.recoverUnary),
+	}, extra...)
+	g := grpc.NewServer(opts...)
+	recservev1.RegisterRecommendServiceServer(g, s)
+	healthpb.RegisterHealthServer(g, s.health)
+	reflection.Register(g)
+	return g
+}
+
+// recoverUnary turns a panic in a handler into INTERNAL instead of a crashed daemon.
+func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+			err = status.Errorf(codes.Internal, "internal error")
+		}
+	}()
+	return handler(ctx, req)
+}

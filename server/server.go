@@ -1,0 +1,150 @@
+// Package server serves recommendations over gRPC from the model versions in a registry.
+//
+// A Server loads the newest complete version of each model at start, polls the
+// registry and hot-swaps to newer versions: load, build the index, warm up, then
+// swap atomically. Requests in flight keep the snapshot they started with.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/recserve/recserve/index"
+	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
+	"github.com/recserve/recserve/registry"
+)
+
+// Options configure a Server. The zero value of every field but Registry is usable.
+type Options struct {
+	// Registry holds the model versions to serve.
+	Registry *registry.FS
+	// Models restricts serving to these models; empty serves every model in the registry.
+	Models []string
+	// DefaultModel answers requests that name no model; empty means the only served model.
+	DefaultModel string
+	// Index configures the item index built for every version.
+	Index index.Options
+	// PollInterval is how often the registry is checked for new versions (default 2s).
+	PollInterval time.Duration
+	// Logger receives operational logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Server implements recserve.v1.RecommendService.
+type Server struct {
+	recservev1.UnimplementedRecommendServiceServer
+
+	opts   Options
+	log    *slog.Logger
+	models *models
+	health *health.Server
+
+	reqPrefix string
+	reqSeq    atomic.Uint64
+}
+
+// New returns a Server that serves nothing until Start or Run has loaded a version.
+func New(opts Options) (*Server, error) {
+	if opts.Registry == nil {
+		return nil, errors.New("server: Options.Registry is required")
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 2 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	var p [6]byte
+	if _, err := rand.Read(p[:]); err != nil {
+		return nil, fmt.Errorf("server: request id prefix: %w", err)
+	}
+	s := &Server{opts: opts, log: opts.Logger, health: health.NewServer(), reqPrefix: hex.EncodeToString(p[:])}
+	s.models = newModels(opts.Registry, opts.Models, opts.Index, opts.Logger, s.updateHealth)
+	s.updateHealth()
+	return s, nil
+}
+
+// Health is the grpc.health.v1 service; it reports NOT_SERVING until a model is loaded.
+func (s *Server) Health() *health.Server { return s.health }
+
+// Refresh loads newer versions from the registry once. Errors name the versions that
+// could not be loaded; whatever was served before keeps serving.
+func (s *Server) Refresh(ctx context.Context) error { return s.models.refresh(ctx) }
+
+// Run refreshes now and then every PollInterval until ctx is done.
+func (s *Server) Run(ctx context.Context) error {
+	t := time.NewTicker(s.opts.PollInterval)
+	defer t.Stop()
+	for {
+		if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("registry refresh", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Shutdown marks the server NOT_SERVING so that load balancers drain it.
+func (s *Server) Shutdown() { s.health.Shutdown() }
+
+// Served returns the version served for each model.
+func (s *Server) Served() map[string]string {
+	out := map[string]string{}
+	for _, name := range s.models.names() {
+		snap, _ := s.models.get(name)
+		out[name] = snap.version
+	}
+	return out
+}
+
+func (s *Server) updateHealth() {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if _, err := s.snapshot(""); err == nil {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(recservev1.RecommendService_ServiceDesc.ServiceName, st)
+}
+
+// snapshot resolves a request's model name to the served snapshot.
+func (s *Server) snapshot(model string) (*snapshot, error) {
+	if model == "" {
+		model = s.opts.DefaultModel
+	}
+	if model == "" {
+		names := s.models.names()
+		switch len(names) {
+		case 0:
+			return nil, errNotReady
+		case 1:
+			model = names[0]
+		default:
+			return nil, badField("model", "required: this server serves %d models", len(names))
+		}
+	}
+	snap, ok := s.models.get(model)
+	if !ok {
+		if len(s.models.names()) == 0 {
+			return nil, errNotReady
+		}
+		return nil, &notFound{field: "model", value: model, err: errModelNotFound}
+	}
+	return snap, nil
+}
+
+func (s *Server) requestID() string {
+	return s.reqPrefix + "-" + strconv.FormatUint(s.reqSeq.Add(1), 36)
+}

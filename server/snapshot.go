@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/recserve/recserve/index"
+	"github.com/recserve/recserve/registry"
+)
+
+// snapshot is one loaded, immutable model version: embeddings, an item index and the
+// lookup tables requests need. Requests hold a pointer to it, so a swap never
+// disturbs a request in flight.
+type snapshot struct {
+	model   string
+	version string
+	dim     int
+
+	userRow map[string]int32
+	itemRow map[string]int32
+	bundle  *registry.Bundle
+
+	// category id per item row, and category name -> id.
+	itemCat []int32
+	catID   map[string]int32
+
+	items index.Index
+	// popular holds item rows by descending training popularity; popScore their share.
+	popular  []int32
+	popScore []float32
+}
+
+// newSnapshot builds the index and lookup tables for b and warms the index up.
+func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*snapshot, error) {
+	m := b.Manifest
+	s := &snapshot{
+		model:   m.Model,
+		version: m.Version,
+		dim:     m.Dim,
+		bundle:  b,
+		userRow: make(map[string]int32, len(b.UserIDs)),
+		itemRow: make(map[string]int32, len(b.Items)),
+		itemCat: make([]int32, len(b.Items)),
+		catID:   make(map[string]int32),
+	}
+	for i, id := range b.UserIDs {
+		s.userRow[id] = int32(i)
+	}
+	for i, it := range b.Items {
+		s.itemRow[it.ID] = int32(i)
+		c, ok := s.catID[it.Category]
+		if !ok {
+			c = int32(len(s.catID))
+			s.catID[it.Category] = c
+		}
+		s.itemCat[i] = c
+	}
+	// Sort each user's seen list so requests can binary-search it.
+	for u := range b.UserIDs {
+		slices.Sort(b.Seen(u))
+	}
+	s.buildPopularity()
+
+	idx, err := index.Build(b.ItemVectors, m.Dim, opts)
+	if err != nil {
+		return nil, fmt.Errorf("build index for %s/%s: %w", m.Model, m.Version, err)
+	}
+	s.items = idx
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.warmUp()
+	return s, nil
+}
+
+func (s *snapshot) buildPopularity() {
+	n := len(s.bundle.Items)
+	counts := make([]int, n)
+	total := 0
+	for _, it := range s.bundle.SeenItems {
+		counts[it]++
+		total++
+	}
+	s.popular = make([]int32, n)
+	for i := range s.popular {
+		s.popular[i] = int32(i)
+	}
+	sort.SliceStable(s.popular, func(a, b int) bool { return counts[s.popular[a]] > counts[s.popular[b]] })
+	s.popScore = make([]float32, n)
+	for i, it := range s.popular {
+		if total > 0 {
+			s.popScore[i] = float32(counts[it]) / float32(total)
+		}
+	}
+}
+
+// warmUp runs a few searches so the first real requests do not pay for cold memory.
+func (s *snapshot) warmUp() {
+	users := len(s.bundle.UserIDs)
+	for i := 0; i < 32 && i < users; i++ {
+		u := i * users / 32
+		s.items.Search(s.userVector(int32(u)), 10, nil)
+	}
+}
+
+func (s *snapshot) userVector(u int32) []float32 {
+	return s.bundle.UserVectors[int(u)*s.dim : int(u+1)*s.dim]
+}
+
+func (s *snapshot) itemVector(i int32) []float32 {
+	return s.bundle.ItemVectors[int(i)*s.dim : int(i+1)*s.dim]
+}
+
+// seen reports whether user row u interacted with item row it in the training data.
+func (s *snapshot) seen(u, it int32) bool {
+	_, ok := slices.BinarySearch(s.bundle.Seen(int(u)), it)
+	return ok
+}
