@@ -81,10 +81,10 @@ func (c *Coder) Search(q []float32, k int, f Filter) []Result {
 	k = min(k, c.n)
 	ef := max(c.efSearch, k)
 	useScan, p := preferScan(f, c.n, ef)
-	fetch := int(float64(ef) / p)
-	if useScan || fetch >= c.n {
+	if useScan || float64(ef)/p >= float64(c.n) {
 		return scan(c.vecs, c.dim, q, k, f)
 	}
+	fetch := int(float64(ef) / p)
 	nodes := c.g.Search(q, fetch)
 	h := make(resultHeap, 0, k)
 	for _, nd := range nodes {

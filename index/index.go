@@ -144,9 +144,17 @@ func Build(vectors []float32, dim int, opts Options) (Index, error) {
 		}
 		return NewExact(vectors, dim), nil
 	case KindCoder:
-		return NewCoder(vectors, dim, opts)
+		c, err := NewCoder(vectors, dim, opts)
+		if err != nil {
+			return nil, err // not a nil *Coder in a non-nil Index
+		}
+		return c, nil
 	default:
-		return NewHNSW(vectors, dim, opts)
+		h, err := NewHNSW(vectors, dim, opts)
+		if err != nil {
+			return nil, err
+		}
+		return h, nil
 	}
 }
 

@@ -3,6 +3,7 @@ package index
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 
@@ -28,6 +29,7 @@ func report(t *testing.T, format string, args ...any) {
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
 		summary.mu.Lock()
+		slices.Sort(summary.lines)
 		for _, l := range summary.lines {
 			fmt.Fprintln(os.Stderr, "index:", l)
 		}

@@ -19,7 +19,10 @@ func (h *HNSW) Search(q []float32, k int, f Filter) []Result {
 	}
 	k = min(k, h.n)
 	ef := max(h.efSearch, k)
-	if useScan, _ := preferScan(f, h.n, ef); useScan || ef >= h.n {
+	if ef >= h.n {
+		return scan(h.vecs, h.dim, q, k, f)
+	}
+	if useScan, _ := preferScan(f, h.n, ef); useScan {
 		return scan(h.vecs, h.dim, q, k, f)
 	}
 	if res := h.searchGraph(q, k, ef, f); res != nil {

@@ -8,6 +8,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/recserve/recserve/events"
 )
 
 // Domain errors of the serving path. toStatus is the one place they become gRPC codes.
@@ -61,8 +63,10 @@ func toStatus(err error) error {
 			st = withDetails
 		}
 		return st.Err()
-	case errors.Is(err, errNotReady):
+	case errors.Is(err, errNotReady), errors.Is(err, events.ErrUnavailable):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, errNoEventSink):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):

@@ -46,6 +46,18 @@ func (s *snapshot) categoryMask(names []string) []bool {
 	return mask
 }
 
+// excludeOnline adds items the user interacted with since training.
+func (f *itemFilter) excludeOnline(seen map[string]struct{}) {
+	for id := range seen {
+		if row, ok := f.s.itemRow[id]; ok {
+			if f.excludeItems == nil {
+				f.excludeItems = make(map[int32]struct{}, len(seen))
+			}
+			f.excludeItems[row] = struct{}{}
+		}
+	}
+}
+
 // allow reports whether item row id passes every rule.
 func (f *itemFilter) allow(id int32) bool {
 	if id == f.self {

@@ -25,6 +25,7 @@ func NewGRPCServer(s *Server, extra ...grpc.ServerOption) *grpc.Server {
 	}, extra...)
 	g := grpc.NewServer(opts...)
 	recservev1.RegisterRecommendServiceServer(g, s)
+	recservev1.RegisterEventServiceServer(g, &eventService{s: s})
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)
 	return g

@@ -2,8 +2,14 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/recserve/recserve/index"
+	"github.com/recserve/recserve/online"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 )
 
@@ -17,17 +23,21 @@ func (s *Server) Recommend(ctx context.Context, req *recservev1.RecommendRequest
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	items, source := snap.recommend(req.GetUserId(), n, req.GetFilter(), req.GetIncludeSeen())
+	user := s.onlineUser(ctx, req.GetUserId())
+	key := cacheKey(snap, user.Gen, req)
+	if resp := s.cached(ctx, key); resp != nil {
+		resp.RequestId = s.requestID()
+		return resp, nil
+	}
+	q := userQuery{id: req.GetUserId(), online: user, includeSeen: req.GetIncludeSeen()}
+	items, source := snap.recommend(q, n, req.GetFilter())
 	if err := ctx.Err(); err != nil {
 		return nil, toStatus(err)
 	}
-	return &recservev1.RecommendResponse{
-		Items:        items,
-		Model:        snap.model,
-		ModelVersion: snap.version,
-		RequestId:    s.requestID(),
-		Source:       source,
-	}, nil
+	resp := &recservev1.RecommendResponse{Items: items, Model: snap.model, ModelVersion: snap.version, Source: source}
+	s.cache(ctx, key, resp)
+	resp.RequestId = s.requestID()
+	return resp, nil
 }
 
 // BatchRecommend answers Recommend for several users from one snapshot.
@@ -45,7 +55,8 @@ func (s *Server) BatchRecommend(ctx context.Context, req *recservev1.BatchRecomm
 		if err := ctx.Err(); err != nil {
 			return nil, toStatus(err)
 		}
-		items, source := snap.recommend(user, n, req.GetFilter(), req.GetIncludeSeen())
+		q := userQuery{id: user, online: s.onlineUser(ctx, user), includeSeen: req.GetIncludeSeen()}
+		items, source := snap.recommend(q, n, req.GetFilter())
 		resp.Results = append(resp.Results, &recservev1.UserRecommendations{UserId: user, Items: items, Source: source})
 	}
 	return resp, nil
@@ -79,18 +90,112 @@ func (s *Server) SimilarItems(ctx context.Context, req *recservev1.SimilarItemsR
 	}, nil
 }
 
-// recommend retrieves a user's items; users the model does not know get popular items.
-func (s *snapshot) recommend(user string, n int, filter *recservev1.Filter, includeSeen bool) ([]*recservev1.ScoredItem, recservev1.RecommendationSource) {
+// onlineUser reads a user's real-time state; without a store, or when it fails,
+// the user has none and the answer comes from the model alone.
+func (s *Server) onlineUser(ctx context.Context, user string) online.User {
+	if s.opts.Online == nil {
+		return online.User{}
+	}
+	u, err := s.opts.Online.User(ctx, user)
+	if err != nil {
+		s.degraded.report(s.log, "online store unavailable; serving from the model alone", err)
+		return online.User{}
+	}
+	return u
+}
+
+// cacheKey identifies a response: model version, the user's event generation and
+// the request itself, so a new version or a new event of the user misses.
+func cacheKey(snap *snapshot, gen int64, req *recservev1.RecommendRequest) string {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	sum := sha256.Sum256(b)
+	return snap.model + "/" + snap.version + "/" + req.GetUserId() + "/" + strconv.FormatInt(gen, 10) + "/" + hex.EncodeToString(sum[:12])
+}
+
+func (s *Server) cached(ctx context.Context, key string) *recservev1.RecommendResponse {
+	if s.opts.Online == nil || s.opts.CacheTTL < 0 {
+		return nil
+	}
+	b, ok, err := s.opts.Online.CacheGet(ctx, key)
+	if err != nil {
+		s.degraded.report(s.log, "response cache unavailable", err)
+		return nil
+	}
+	if !ok {
+		return nil
+	}
+	resp := &recservev1.RecommendResponse{}
+	if proto.Unmarshal(b, resp) != nil {
+		return nil
+	}
+	return resp
+}
+
+func (s *Server) cache(ctx context.Context, key string, resp *recservev1.RecommendResponse) {
+	if s.opts.Online == nil || s.opts.CacheTTL < 0 {
+		return
+	}
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		return
+	}
+	if err := s.opts.Online.CacheSet(ctx, key, b, s.opts.CacheTTL); err != nil {
+		s.degraded.report(s.log, "response cache unavailable", err)
+	}
+}
+
+// userQuery is who a recommendation is for.
+type userQuery struct {
+	id          string
+	online      online.User
+	includeSeen bool
+}
+
+// recommend retrieves a user's items. A user the model does not know is folded in
+// from their recent events, or gets popular items when there are none.
+func (s *snapshot) recommend(q userQuery, n int, filter *recservev1.Filter) ([]*recservev1.ScoredItem, recservev1.RecommendationSource) {
 	f := compileFilter(s, filter)
-	u, known := s.userRow[user]
-	if !known {
-		return s.popularItems(n, f), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_POPULARITY
+	if !q.includeSeen {
+		f.excludeOnline(q.online.Seen)
 	}
-	if !includeSeen {
-		f.seenUser = u
+	u, known := s.userRow[q.id]
+	switch {
+	case known:
+		if !q.includeSeen {
+			f.seenUser = u
+		}
+		return s.scored(s.items.Search(s.userVector(u), n, f.fn())), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_MODEL
+	case len(q.online.Recent) > 0:
+		if v := s.foldIn(q.online.Recent); v != nil {
+			return s.scored(s.items.Search(v, n, f.fn())), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_FOLD_IN
+		}
 	}
-	hits := s.items.Search(s.userVector(u), n, f.fn())
-	return s.scored(hits), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_MODEL
+	return s.popularItems(n, f), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_POPULARITY
+}
+
+// foldIn computes a user vector from recent interactions with items the model
+// knows (weights of repeated items add up); nil when it knows none of them.
+func (s *snapshot) foldIn(recent []online.Interaction) []float32 {
+	weights := map[int32]float32{}
+	var rows []int32
+	for _, r := range recent {
+		row, ok := s.itemRow[r.Item]
+		if !ok {
+			continue
+		}
+		if _, dup := weights[row]; !dup {
+			rows = append(rows, row)
+		}
+		weights[row] += r.Weight
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	ws := make([]float32, len(rows))
+	for i, row := range rows {
+		ws[i] = weights[row]
+	}
+	return s.folder.FoldIn(rows, ws)
 }
 
 // popularItems returns the n most popular items that pass f.

@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/recserve/recserve/index"
+	"github.com/recserve/recserve/online"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 	"github.com/recserve/recserve/registry"
 )
@@ -38,6 +39,28 @@ type Options struct {
 	PollInterval time.Duration
 	// Logger receives operational logs (default slog.Default()).
 	Logger *slog.Logger
+	// Online is the real-time state (recent items, seen sets, response cache). Nil
+	// serves from the model alone.
+	Online OnlineStore
+	// CacheTTL is how long Recommend responses are cached in Online (default 30s;
+	// negative disables the cache). An event of the user invalidates them.
+	CacheTTL time.Duration
+	// Events receives RecordEvents batches. Nil makes RecordEvents FAILED_PRECONDITION.
+	Events EventSink
+}
+
+// OnlineStore is the real-time state the server reads and the event consumer writes
+// (package online implements it over Redis and in memory).
+type OnlineStore interface {
+	Record(ctx context.Context, evs []*recservev1.Event) (int, error)
+	User(ctx context.Context, user string) (online.User, error)
+	CacheGet(ctx context.Context, key string) ([]byte, bool, error)
+	CacheSet(ctx context.Context, key string, val []byte, ttl time.Duration) error
+}
+
+// EventSink durably accepts events (package events implements it over Kafka).
+type EventSink interface {
+	Produce(ctx context.Context, evs []*recservev1.Event) error
 }
 
 // Server implements recserve.v1.RecommendService.
@@ -51,6 +74,7 @@ type Server struct {
 
 	reqPrefix string
 	reqSeq    atomic.Uint64
+	degraded  degradation
 }
 
 // New returns a Server that serves nothing until Start or Run has loaded a version.
@@ -63,6 +87,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.CacheTTL == 0 {
+		opts.CacheTTL = 30 * time.Second
 	}
 	var p [6]byte
 	if _, err := rand.Read(p[:]); err != nil {

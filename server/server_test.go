@@ -74,6 +74,7 @@ func testBundle(model string, users, items, dim int, seed uint64) *registry.Bund
 
 // fixture is a Server over a temporary registry with a bufconn gRPC client.
 type fixture struct {
+	conn   *grpc.ClientConn
 	reg    *registry.FS
 	srv    *Server
 	client recservev1.RecommendServiceClient
@@ -101,7 +102,7 @@ func newFixture(t *testing.T, opts Options) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(); g.Stop() })
-	return &fixture{reg: reg, srv: srv, client: recservev1.NewRecommendServiceClient(conn), health: healthpb.NewHealthClient(conn)}
+	return &fixture{conn: conn, reg: reg, srv: srv, client: recservev1.NewRecommendServiceClient(conn), health: healthpb.NewHealthClient(conn)}
 }
 
 func (f *fixture) publish(t *testing.T, b *registry.Bundle) string {

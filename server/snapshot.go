@@ -8,6 +8,7 @@ import (
 
 	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/registry"
+	"github.com/recserve/recserve/trainer"
 )
 
 // snapshot is one loaded, immutable model version: embeddings, an item index and the
@@ -26,7 +27,8 @@ type snapshot struct {
 	itemCat []int32
 	catID   map[string]int32
 
-	items index.Index
+	items  index.Index
+	folder *trainer.Folder // fold-in of users the model does not know
 	// popular holds item rows by descending training popularity; popScore their share.
 	popular  []int32
 	popScore []float32
@@ -62,6 +64,7 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 		slices.Sort(b.Seen(u))
 	}
 	s.buildPopularity()
+	s.folder = trainer.NewFolder(b.ItemVectors, m.Dim, trainer.OptionsFromParams(m.Params))
 
 	idx, err := index.Build(b.ItemVectors, m.Dim, opts)
 	if err != nil {

@@ -56,3 +56,29 @@ func (o Options) Params() map[string]string {
 		"seed":         strconv.FormatInt(o.Seed, 10),
 	}
 }
+
+// OptionsFromParams reads back options written by Params, starting from
+// DefaultOptions for anything absent or unreadable (a version written by another
+// tool may carry none). Fold-in uses it to solve with the model's own objective.
+func OptionsFromParams(p map[string]string) Options {
+	o := DefaultOptions()
+	floats := map[string]*float64{"reg": &o.Reg, "alpha": &o.Alpha, "unobserved": &o.Unobserved, "reg_exponent": &o.RegExponent}
+	for k, dst := range floats {
+		if v, err := strconv.ParseFloat(p[k], 64); err == nil {
+			*dst = v
+		}
+	}
+	ints := map[string]*int{"factors": &o.Factors, "iterations": &o.Iterations, "cg_steps": &o.CGSteps}
+	for k, dst := range ints {
+		if v, err := strconv.Atoi(p[k]); err == nil {
+			*dst = v
+		}
+	}
+	if v, err := strconv.ParseInt(p["seed"], 10, 64); err == nil {
+		o.Seed = v
+	}
+	if o.Validate() != nil {
+		return DefaultOptions()
+	}
+	return o
+}

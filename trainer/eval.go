@@ -5,10 +5,6 @@ import (
 	"math"
 	"runtime"
 	"slices"
-	"sync/atomic"
-
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
 )
 
 // Metrics are ranking metrics averaged over the evaluated users.
@@ -19,11 +15,11 @@ type Metrics struct {
 	Users     int     `json:"users"`
 }
 
-// Evaluation block sizes: evalUsers users are scored against evalItems
-// items at a time with one matrix multiplication.
+// evalUsers users are scored at a time, against chunks of items whose
+// packed vectors take about evalChunkBytes (to stay in a core's L2 cache).
 const (
-	evalUsers = 64
-	evalItems = 2048
+	evalUsers      = 64
+	evalChunkBytes = 192 << 10
 )
 
 // Evaluate ranks all items for every user with at least one item in test
@@ -43,6 +39,10 @@ const (
 // a model vector are evaluated with no hits. Users are scored in parallel
 // on GOMAXPROCS goroutines; the result does not depend on their number.
 func Evaluate(m *Model, train, test *Dataset, k int) Metrics {
+	return evaluate(m, train, test, k, evalChunkBytes)
+}
+
+func evaluate(m *Model, train, test *Dataset, k, chunkBytes int) Metrics {
 	var users []int
 	for u := range test.NumUsers() {
 		if len(test.UserItems(u)) > 0 {
@@ -56,11 +56,11 @@ func Evaluate(m *Model, train, test *Dataset, k int) Metrics {
 	recall := make([]float64, len(users))
 	ndcg := make([]float64, len(users))
 	workers := runtime.GOMAXPROCS(0)
+	r := newRanking(m, chunkBytes)
 	scratch := make([]*evalScratch, workers)
 	for w := range scratch {
-		scratch[w] = newEvalScratch(m.Dim, k)
+		scratch[w] = newEvalScratch(r, k)
 	}
-	r := newRanking(m)
 	blocks := (len(users) + evalUsers - 1) / evalUsers
 	_ = parallelFor(context.Background(), workers, blocks, func(w, b int) {
 		lo, hi := b*evalUsers, min((b+1)*evalUsers, len(users))
@@ -74,8 +74,6 @@ func Evaluate(m *Model, train, test *Dataset, k int) Metrics {
 	out.NDCGAtK /= float64(len(users))
 	return out
 }
-
-var DebugPairs atomic.Int64
 
 type scored struct {
 	s    float32
@@ -139,30 +137,33 @@ func (t *topK) ranked() []scored {
 }
 
 // ranking is the item side of an evaluation: item vectors reordered by
-// decreasing norm, so that a user's remaining items can be bounded by
-// Cauchy–Schwarz and skipped once no remaining item can enter the top k.
+// decreasing norm and packed for score4x3, so that a user's remaining
+// items can be bounded by Cauchy–Schwarz and skipped once none of them can
+// enter the top k.
 type ranking struct {
 	dim   int
 	perm  []int32   // position → item row
 	pos   []int32   // item row → position
-	vecs  []float32 // rows in position order
-	norms []float64 // ‖vecs[p]‖, non-increasing
-	slack float64   // relative bound on float32 rounding of a score
+	vecs  []float32 // item vectors in position order, packed in triples
+	norms []float64 // ‖item at position p‖, non-increasing
+	chunk int       // items per chunk, a multiple of 3
+	slack float64   // relative bound on the float32 rounding of a score
 }
 
-func newRanking(m *Model) *ranking {
+func newRanking(m *Model, chunkBytes int) *ranking {
 	dim, n := m.Dim, m.NumItems()
+	kp := padded[float32](dim)
 	r := &ranking{
 		dim:   dim,
 		perm:  make([]int32, n),
 		pos:   make([]int32, n),
-		vecs:  make([]float32, n*dim),
 		norms: make([]float64, n),
+		chunk: max(3, chunkBytes/(4*kp)/3*3),
 		slack: 1 + 4*float64(dim+2)*0x1p-24,
 	}
 	norm := make([]float64, n)
 	for i := range n {
-		norm[i] = math.Sqrt(dot32(m.Item(i)))
+		norm[i] = math.Sqrt(sumSquares(m.Item(i)))
 		r.perm[i] = int32(i)
 	}
 	slices.SortStableFunc(r.perm, func(a, b int32) int {
@@ -174,15 +175,18 @@ func newRanking(m *Model) *ranking {
 		}
 		return 0
 	})
+	sorted := make([]float32, n*dim)
 	for p, i := range r.perm {
 		r.pos[i] = int32(p)
 		r.norms[p] = norm[i]
-		copy(r.vecs[p*dim:(p+1)*dim], m.Item(int(i)))
+		copy(sorted[p*dim:(p+1)*dim], m.Item(int(i)))
 	}
+	r.vecs = make([]float32, (n+2)/3*3*kp)
+	packTriples(r.vecs, sorted, n, dim)
 	return r
 }
 
-func dot32(v []float32) float64 {
+func sumSquares(v []float32) float64 {
 	var s float64
 	for _, f := range v {
 		s += float64(f) * float64(f)
@@ -191,19 +195,22 @@ func dot32(v []float32) float64 {
 }
 
 type evalScratch struct {
-	x      []float32 // evalUsers×dim, active users' vectors
-	scores []float32 // evalUsers×evalItems
+	x      []float32 // packed quads of the active users' vectors
+	scores []float32 // rows of the active users, stride chunk
 	heaps  []topK
 	seen   [][]int32 // per user: positions of train items, sorted
 	cursor []int
-	bound  []float64 // per user: ‖x‖ times the float32 slack
+	bound  []float64 // per user: ‖x‖ times the rounding slack
 	active []int     // indices into the block of users still ranking
+	rows   [][]float32
 }
 
-func newEvalScratch(dim, k int) *evalScratch {
+func newEvalScratch(r *ranking, k int) *evalScratch {
+	kp := padded[float32](r.dim)
+	quads := (evalUsers + 3) / 4
 	s := &evalScratch{
-		x:      make([]float32, evalUsers*dim),
-		scores: make([]float32, evalUsers*evalItems),
+		x:      make([]float32, quads*4*kp),
+		scores: make([]float32, quads*4*r.chunk),
 		heaps:  make([]topK, evalUsers),
 		seen:   make([][]int32, evalUsers),
 		cursor: make([]int, evalUsers),
@@ -215,10 +222,24 @@ func newEvalScratch(dim, k int) *evalScratch {
 	return s
 }
 
+// pack packs the vectors of the active users into quads.
+func (s *evalScratch) pack(m *Model, users []int) {
+	kp := padded[float32](m.Dim)
+	for q := 0; q < len(s.active); q += 4 {
+		s.rows = s.rows[:0]
+		for _, j := range s.active[q:min(q+4, len(s.active))] {
+			s.rows = append(s.rows, m.User(users[j]))
+		}
+		packQuad(s.x[q*kp:(q+4)*kp], s.rows, m.Dim)
+	}
+}
+
 // block evaluates users (at most evalUsers of them) and writes their
 // metrics to recall and ndcg.
 func (s *evalScratch) block(m *Model, r *ranking, train, test *Dataset, users []int, recall, ndcg []float64) {
-	dim, nItems := m.Dim, m.NumItems()
+	nItems := m.NumItems()
+	kp := padded[float32](m.Dim)
+	steps := kp / lanesOf[float32]()
 	s.active = s.active[:0]
 	for j, u := range users {
 		s.heaps[j].h = s.heaps[j].h[:0]
@@ -233,26 +254,23 @@ func (s *evalScratch) block(m *Model, r *ranking, train, test *Dataset, users []
 			}
 		}
 		slices.Sort(s.seen[j])
-		s.bound[j] = math.Sqrt(dot32(m.User(u))) * r.slack
+		s.bound[j] = math.Sqrt(sumSquares(m.User(u))) * r.slack
 		s.active = append(s.active, j)
 	}
-	for lo := 0; lo < nItems && len(s.active) > 0; lo += evalItems {
-		hi := min(lo+evalItems, nItems)
-		c, n := hi-lo, len(s.active)
-		for a, j := range s.active {
-			copy(s.x[a*dim:(a+1)*dim], m.User(users[j]))
+	s.pack(m, users)
+	for lo := 0; lo < nItems && len(s.active) > 0; lo += r.chunk {
+		hi := min(lo+r.chunk, nItems)
+		c := hi - lo
+		triples := (c + 2) / 3
+		for q := 0; q < len(s.active); q += 4 {
+			score4x3(s.x[q*kp:(q+4)*kp], r.vecs[lo*kp:], steps, triples, s.scores[q*r.chunk:], r.chunk)
 		}
-		xm := blas32.General{Rows: n, Cols: dim, Stride: dim, Data: s.x[:n*dim]}
-		ym := blas32.General{Rows: c, Cols: dim, Stride: dim, Data: r.vecs[lo*dim : hi*dim]}
-		sm := blas32.General{Rows: n, Cols: c, Stride: c, Data: s.scores[:n*c]}
-		blas32.Gemm(blas.NoTrans, blas.Trans, 1, xm, ym, 0, sm)
-		DebugPairs.Add(int64(n * c))
 		keep := s.active[:0]
 		for a, j := range s.active {
 			seen := s.seen[j]
 			cur := s.cursor[j]
 			h := &s.heaps[j]
-			for i, sc := range s.scores[a*c : (a+1)*c] {
+			for i, sc := range s.scores[a*r.chunk : a*r.chunk+c] {
 				if len(h.h) == h.k && sc < h.h[0].s {
 					continue
 				}
@@ -275,7 +293,10 @@ func (s *evalScratch) block(m *Model, r *ranking, train, test *Dataset, users []
 			}
 			keep = append(keep, j)
 		}
-		s.active = keep
+		if len(keep) < len(s.active) {
+			s.active = keep
+			s.pack(m, users)
+		}
 	}
 	for j, u := range users {
 		truth := test.UserItems(u)

@@ -1,5 +1,9 @@
 package trainer
 
+//go:generate go run gen_kernel.go
+
+import "gonum.org/v1/gonum/floats"
+
 // Dense products X·Yᵀ for evaluation (float32) and for the Gramian
 // products of the conjugate-gradient solver (float64) run on packed
 // operands through a micro-kernel that multiplies 4 rows of X by 3 rows of
@@ -41,8 +45,8 @@ func packQuad[T float](dst []T, rows [][]T, k int) {
 	l, kp := lanesOf[T](), padded[T](k)
 	clear(dst[:4*kp])
 	for i, row := range rows {
-		for d, v := range row[:k] {
-			dst[(d/l)*4*l+i*l+d%l] = v
+		for st, d := 0, 0; d < k; st, d = st+1, d+l {
+			copy(dst[st*4*l+i*l:st*4*l+i*l+l], row[d:min(d+l, k)])
 		}
 	}
 }
@@ -54,10 +58,10 @@ func packTriples[T float](dst []T, y []T, n, k int) {
 	t := (n + 2) / 3
 	clear(dst[:t*3*kp])
 	for j := range n {
-		base := (j / 3) * 3 * kp
-		r := j % 3
-		for d, v := range y[j*k : (j+1)*k] {
-			dst[base+(d/l)*3*l+r*l+d%l] = v
+		base := (j/3)*3*kp + (j%3)*l
+		row := y[j*k : (j+1)*k]
+		for st, d := 0, 0; d < k; st, d = st+1, d+l {
+			copy(dst[base+st*3*l:base+st*3*l+l], row[d:min(d+l, k)])
 		}
 	}
 }
@@ -108,4 +112,23 @@ func score4x3[T float](x, y []T, steps, triples int, s []T, lds int) {
 	case []float64:
 		score4x3F64(&x[0], &any(y).([]float64)[0], steps, triples, &any(s).([]float64)[0], lds)
 	}
+}
+
+// dotAxpyGo is the portable form of dotAxpy.
+func dotAxpyGo(out, v, y []float64, c float64) {
+	floats.AddScaled(out, c*floats.Dot(y, v), y)
+}
+
+// dotAxpy sets out += c·(y·v)·y; the three slices have equal length.
+func dotAxpy(out, v, y []float64, c float64) {
+	n := len(out)
+	if n == 0 {
+		return
+	}
+	if !haveAVX2 {
+		dotAxpyGo(out, v, y, c)
+		return
+	}
+	_, _ = v[n-1], y[n-1]
+	dotAxpyF64(&out[0], &v[0], &y[0], n, c)
 }

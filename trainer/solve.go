@@ -40,8 +40,12 @@ func parallelFor(ctx context.Context, workers, n int, fn func(worker, block int)
 
 // gramChunk is the number of rows summed into one partial Gramian. It is a
 // constant so that the summation order, and thus the result, does not
-// depend on the number of workers.
-const gramChunk = 4096
+// depend on the number of workers. Within a chunk, gramPanel rows at a
+// time are packed column-wise and multiplied with score4x3.
+const (
+	gramChunk = 4096
+	gramPanel = 256
+)
 
 // gramian returns scale·VᵀV for the n×k row-major matrix v as a full
 // (both triangles) k×k row-major matrix.
@@ -50,11 +54,7 @@ func gramian(ctx context.Context, workers int, v []float64, n, k int, scale floa
 	parts := make([][]float64, chunks)
 	err := parallelFor(ctx, workers, chunks, func(_, c int) {
 		lo, hi := c*gramChunk, min((c+1)*gramChunk, n)
-		p := make([]float64, k*k)
-		blas64.Syrk(blas.Trans, 1,
-			blas64.General{Rows: hi - lo, Cols: k, Stride: k, Data: v[lo*k : hi*k]},
-			0, blas64.Symmetric{Uplo: blas.Upper, N: k, Stride: k, Data: p})
-		parts[c] = p
+		parts[c] = gramianChunk(v[lo*k:hi*k], hi-lo, k)
 	})
 	if err != nil {
 		return nil, err
@@ -70,6 +70,49 @@ func gramian(ctx context.Context, workers int, v []float64, n, k int, scale floa
 		}
 	}
 	return g, nil
+}
+
+// gramianChunk returns VᵀV for the n×k row-major v; only the upper
+// triangle is meaningful.
+func gramianChunk(v []float64, n, k int) []float64 {
+	rp := padded[float64](gramPanel)
+	nq, nt := (k+3)/4, (k+2)/3
+	ld := 3 * nt
+	quads := make([]float64, nq*4*rp)
+	triples := make([]float64, nt*3*rp)
+	tmp := make([]float64, nq*4*ld)
+	g := make([]float64, k*k)
+	for lo := 0; lo < n; lo += gramPanel {
+		r := min(gramPanel, n-lo)
+		panel := v[lo*k : (lo+r)*k]
+		packColumns(quads, panel, r, k, 4)
+		packColumns(triples, panel, r, k, 3)
+		steps := padded[float64](r) / lanesOf[float64]()
+		for q := range nq {
+			score4x3(quads[q*4*steps*4:], triples, steps, nt, tmp[q*4*ld:], ld)
+		}
+		for a := range k {
+			floats.Add(g[a*k+a:(a+1)*k], tmp[a*ld+a:a*ld+k])
+		}
+	}
+	return g
+}
+
+// packColumns packs the columns of the r×k row-major panel v as rows of
+// length r, in groups of g (3 or 4) columns laid out as packTriples and
+// packQuad do (group t starts at t·g·padded(r)); missing columns are
+// zero.
+func packColumns(dst, v []float64, r, k, g int) {
+	l, rp := lanesOf[float64](), padded[float64](r)
+	groups := (k + g - 1) / g
+	clear(dst[:groups*g*rp])
+	for d := range r {
+		row := v[d*k : (d+1)*k]
+		off := (d/l)*g*l + d%l
+		for c, x := range row {
+			dst[(c/g)*g*rp+off+(c%g)*l] = x
+		}
+	}
 }
 
 // solveExact solves the iALS normal equations of one row,
@@ -124,24 +167,71 @@ type solver struct {
 	r, p, ap []float64 // CG path, blockRows×k each
 	rs, tol  []float64
 	done     []bool
+	quads    []float64 // packed rows for mulGram
+	prod     []float64 // mulGram output, stride 3·ceil(k/3)
+	rows     [][]float64
 }
 
 func newSolver(k int) *solver {
 	return &solver{
-		k:    k,
-		a:    make([]float64, k*k),
-		r:    make([]float64, blockRows*k),
-		p:    make([]float64, blockRows*k),
-		ap:   make([]float64, blockRows*k),
-		rs:   make([]float64, blockRows),
-		tol:  make([]float64, blockRows),
-		done: make([]bool, blockRows),
+		k:     k,
+		a:     make([]float64, k*k),
+		r:     make([]float64, blockRows*k),
+		p:     make([]float64, blockRows*k),
+		ap:    make([]float64, blockRows*k),
+		rs:    make([]float64, blockRows),
+		tol:   make([]float64, blockRows),
+		done:  make([]bool, blockRows),
+		quads: make([]float64, blockRows*padded[float64](k)),
+		prod:  make([]float64, blockRows*(k+2)/3*3),
 	}
 }
 
-// sweep recomputes every row of dst (s.rows×k) from the fixed factors src
-// (m×k) whose scaled Gramian is gram.
+// packGram packs the symmetric k×k matrix g (row j is column j) for
+// mulGram.
+func packGram(g []float64, k int) []float64 {
+	p := make([]float64, (k+2)/3*3*padded[float64](k))
+	packTriples(p, g, k, k)
+	return p
+}
+
+// mulGramPanel is the size in bytes of the part of the packed Gramian
+// that mulGram multiplies all rows of a block with before moving on, so
+// that it stays in a core's L2 cache.
+const mulGramPanel = 256 << 10
+
+// mulGram sets dst = src·G for the n×k row-major src (n ≤ blockRows), G
+// symmetric and packed by packGram.
+func (sv *solver) mulGram(dst, src []float64, n int, packed []float64) {
+	k := sv.k
+	kp := padded[float64](k)
+	steps := kp / lanesOf[float64]()
+	triples := (k + 2) / 3
+	ld := 3 * triples
+	for q := 0; q < n; q += 4 {
+		sv.rows = sv.rows[:0]
+		for i := q; i < min(q+4, n); i++ {
+			sv.rows = append(sv.rows, src[i*k:(i+1)*k])
+		}
+		packQuad(sv.quads[q*kp:(q+4)*kp], sv.rows, k)
+	}
+	panel := max(1, mulGramPanel/(3*kp*8))
+	for t0 := 0; t0 < triples; t0 += panel {
+		nt := min(panel, triples-t0)
+		for q := 0; q < n; q += 4 {
+			score4x3(sv.quads[q*kp:(q+4)*kp], packed[t0*3*kp:], steps, nt, sv.prod[q*ld+3*t0:], ld)
+		}
+	}
+	for i := range n {
+		copy(dst[i*k:(i+1)*k], sv.prod[i*ld:i*ld+k])
+	}
+}
+
 func sweep(ctx context.Context, opts Options, s *side, dst, src, gram []float64, solvers []*solver) error {
+	var packed []float64
+	if opts.CGSteps > 0 {
+		packed = packGram(gram, opts.Factors)
+	}
 	k := opts.Factors
 	blocks := (s.rows + blockRows - 1) / blockRows
 	var failed atomic.Bool
@@ -156,7 +246,7 @@ func sweep(ctx context.Context, opts Options, s *side, dst, src, gram []float64,
 			}
 			return
 		}
-		sv.cgBlock(opts, s, lo, hi, dst, src, gram)
+		sv.cgBlock(opts, s, lo, hi, dst, src, packed)
 	})
 	if err != nil {
 		return err
@@ -194,7 +284,7 @@ func applySparse(s *side, r int, k int, src, v, out []float64) {
 			continue
 		}
 		y := src[int(s.idx[e])*k : (int(s.idx[e])+1)*k]
-		floats.AddScaled(out, c*floats.Dot(y, v), y)
+		dotAxpy(out, v, y, c)
 	}
 }
 
@@ -202,16 +292,13 @@ func applySparse(s *side, r int, k int, src, v, out []float64) {
 // warm-started from their current values in dst. Each row's system is
 // independent; the rows are batched only to share one matrix
 // multiplication by the Gramian per step.
-func (sv *solver) cgBlock(opts Options, s *side, lo, hi int, dst, src, gram []float64) {
+func (sv *solver) cgBlock(opts Options, s *side, lo, hi int, dst, src, packed []float64) {
 	k, n := sv.k, hi-lo
 	a0 := opts.Unobserved
-	x := blas64.General{Rows: n, Cols: k, Stride: k, Data: dst[lo*k : hi*k]}
-	pm := blas64.General{Rows: n, Cols: k, Stride: k, Data: sv.p[:n*k]}
-	apm := blas64.General{Rows: n, Cols: k, Stride: k, Data: sv.ap[:n*k]}
-	g := blas64.General{Rows: k, Cols: k, Stride: k, Data: gram}
+	x := dst[lo*k : hi*k]
 
 	// r = b − A·x, with A·x = x·G (G symmetric) plus the sparse part.
-	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, x, g, 0, apm)
+	sv.mulGram(sv.ap, x, n, packed)
 	for i := range n {
 		r := lo + i
 		ri := sv.r[i*k : (i+1)*k]
@@ -220,7 +307,7 @@ func (sv *solver) cgBlock(opts Options, s *side, lo, hi int, dst, src, gram []fl
 			floats.AddScaled(ri, a0+s.conf[e], src[int(s.idx[e])*k:(int(s.idx[e])+1)*k])
 		}
 		bb := floats.Dot(ri, ri)
-		xi := x.Data[i*k : (i+1)*k]
+		xi := x[i*k : (i+1)*k]
 		if s.ptr[r] == s.ptr[r+1] || bb == 0 {
 			clear(xi) // b = 0 and A is positive definite, so x = 0.
 			sv.done[i] = true
@@ -235,7 +322,7 @@ func (sv *solver) cgBlock(opts Options, s *side, lo, hi int, dst, src, gram []fl
 		sv.done[i] = sv.rs[i] <= sv.tol[i]
 	}
 	for range opts.CGSteps {
-		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, pm, g, 0, apm)
+		sv.mulGram(sv.ap, sv.p, n, packed)
 		active := false
 		for i := range n {
 			if sv.done[i] {
@@ -243,7 +330,7 @@ func (sv *solver) cgBlock(opts Options, s *side, lo, hi int, dst, src, gram []fl
 			}
 			r := lo + i
 			pi, api := sv.p[i*k:(i+1)*k], sv.ap[i*k:(i+1)*k]
-			ri, xi := sv.r[i*k:(i+1)*k], x.Data[i*k:(i+1)*k]
+			ri, xi := sv.r[i*k:(i+1)*k], x[i*k:(i+1)*k]
 			applySparse(s, r, k, src, pi, api)
 			alpha := sv.rs[i] / floats.Dot(pi, api)
 			floats.AddScaled(xi, alpha, pi)

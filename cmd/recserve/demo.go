@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/recserve/recserve/internal/daemon"
 	"github.com/recserve/recserve/sampledata"
@@ -53,22 +54,24 @@ func runDemo(ctx context.Context, args []string) error {
 	fmt.Printf("demo: trained and published model %q version %s\n", job.Model, version)
 
 	cfg.RegistryDir = job.Registry
+	cfg.EmbeddedKafka = true // without -kafka, an in-process broker carries the events
 	user, item := data.Events[0].UserID, data.Items[0].ID
 	return daemon.Run(ctx, cfg, func(a daemon.Addrs) {
 		fmt.Printf(`
-recserve demo is serving gRPC on %[1]s and REST on %[2]s. Try:
+recserve demo is serving gRPC on %[1]s and REST on %[2]s; events go to Kafka at %[5]s. Try:
 
   curl 'http://%[2]s/v1/users/%[3]s/recommendations?n=5'
   curl 'http://%[2]s/v1/users/%[3]s/recommendations?n=5&filter.includeCategories=books'
   curl 'http://%[2]s/v1/users/new-visitor/recommendations?n=5'
   curl 'http://%[2]s/v1/items/%[4]s/similar?n=5'
   curl -X POST 'http://%[2]s/v1/recommendations:batch' -d '{"userIds":["%[3]s","user-00002"],"n":3}'
+  curl -X POST 'http://%[2]s/v1/events' -d '{"events":[{"eventId":"e1","userId":"new-visitor","itemId":"%[4]s","type":"EVENT_TYPE_PURCHASE"}]}'
   curl 'http://%[2]s/healthz'
   grpcurl -plaintext -d '{"user_id":"%[3]s","n":5}' %[1]s recserve.v1.RecommendService/Recommend
   grpcurl -plaintext %[1]s list
 
 Press Ctrl-C to stop.
-`, a.GRPC, a.HTTP, user, item)
+`, a.GRPC, a.HTTP, user, item, strings.Join(a.Kafka, ","))
 	})
 }
 

@@ -28,6 +28,13 @@ func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) {
 		return fmt.Errorf("unknown index %q (want hnsw, exact or coder)", s)
 	})
 	fs.IntVar(&cfg.Index.EfSearch, "ef-search", 0, "HNSW search breadth (0: the index default)")
+	fs.StringVar(&cfg.RedisAddr, "redis", "", "Redis address for real-time state and the response cache (empty: in process)")
+	fs.DurationVar(&cfg.CacheTTL, "cache-ttl", 30*time.Second, "how long Recommend responses are cached (negative: off)")
+	fs.Func("kafka", "comma-separated Kafka brokers of the event stream", func(s string) error {
+		cfg.KafkaBrokers = strings.Split(s, ",")
+		return nil
+	})
+	fs.StringVar(&cfg.Topic, "topic", "interactions", "Kafka topic of interaction events")
 }
 
 func runServe(ctx context.Context, args []string) error {

@@ -33,12 +33,25 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful stop (default 10s).
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+
+	// RedisAddr holds the real-time state and response cache; empty keeps them in process.
+	RedisAddr string
+	// CacheTTL of Recommend responses (default 30s, negative disables).
+	CacheTTL time.Duration
+	// KafkaBrokers carry the event stream. Empty with EmbeddedKafka starts an
+	// in-process broker; empty without it disables RecordEvents and real-time updates.
+	KafkaBrokers  []string
+	EmbeddedKafka bool
+	// Topic of interaction events (default "interactions").
+	Topic string
 }
 
 // Addrs are the addresses the daemon listens on, known once it is up.
 type Addrs struct {
 	GRPC string
 	HTTP string
+	// Kafka lists the brokers in use (the embedded one's address when it runs).
+	Kafka []string
 }
 
 // Run serves until ctx is done, then stops gracefully: health NOT_SERVING, stop
@@ -57,14 +70,23 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Topic == "" {
+		cfg.Topic = "interactions"
+	}
 	log := cfg.Logger
 	reg, err := registry.Open(cfg.RegistryDir)
 	if err != nil {
 		return err
 	}
+	rt, err := startRealtime(cfg)
+	if err != nil {
+		return err
+	}
+	defer rt.close()
 	srv, err := server.New(server.Options{
 		Registry: reg, Models: cfg.Models, DefaultModel: cfg.DefaultModel,
 		Index: cfg.Index, PollInterval: cfg.PollInterval, Logger: log,
+		Online: rt.store, CacheTTL: cfg.CacheTTL, Events: rt.sink(),
 	})
 	if err != nil {
 		return err
@@ -103,7 +125,7 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	running := 0
 	start := func(name string, fn func() error) {
 		running++
@@ -117,7 +139,10 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 	}
 	start("registry watcher", func() error { return srv.Run(runCtx) })
 	start("grpc", func() error { return g.Serve(grpcLis) })
-	addrs := Addrs{GRPC: grpcLis.Addr().String()}
+	if len(rt.brokers) > 0 {
+		start("event consumer", func() error { return rt.consume(runCtx, log) })
+	}
+	addrs := Addrs{GRPC: grpcLis.Addr().String(), Kafka: rt.brokers}
 	if httpSrv != nil {
 		addrs.HTTP = httpLis.Addr().String()
 		start("http", func() error {
@@ -155,7 +180,7 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 		g.Stop()
 	}
 	for ; running > 0; running-- {
-		if err := <-errc; err != nil && firstErr == nil {
+		if err := <-errc; err != nil && firstErr == nil && !errors.Is(err, context.Canceled) {
 			firstErr = err
 		}
 	}

@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // startDaemon trains a small model on sample data, publishes it and runs the
 // daemon on loopback ports chosen by the kernel.
-func startDaemon(t *testing.T) (Addrs, *sampledata.Data) {
+func startDaemon(t testing.TB, mods ...func(*Config)) (Addrs, *sampledata.Data) {
 	t.Helper()
 	dir := t.TempDir()
 	data := sampledata.Generate(sampledata.Options{Users: 300, Items: 240, Seed: 3})
@@ -62,6 +62,9 @@ func startDaemon(t *testing.T) (Addrs, *sampledata.Data) {
 		RegistryDir: reg.Root(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		PollInterval: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
+	for _, mod := range mods {
+		mod(&cfg)
+	}
 	go func() { done <- Run(ctx, cfg, func(a Addrs) { ready <- a }) }()
 	var addrs Addrs
 	select {
@@ -78,7 +81,7 @@ func startDaemon(t *testing.T) (Addrs, *sampledata.Data) {
 	return addrs, data
 }
 
-func getJSON(t *testing.T, rawURL string, out any) int {
+func getJSON(t testing.TB, rawURL string, out any) int {
 	t.Helper()
 	resp, err := http.Get(rawURL)
 	if err != nil {

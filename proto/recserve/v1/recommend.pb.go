@@ -31,6 +31,9 @@ const (
 	RecommendationSource_RECOMMENDATION_SOURCE_MODEL RecommendationSource = 1
 	// The model does not know the user: the most popular allowed items.
 	RecommendationSource_RECOMMENDATION_SOURCE_POPULARITY RecommendationSource = 2
+	// The model does not know the user, but the user has recent events: retrieved with
+	// a vector folded in from those events against the model's item embeddings.
+	RecommendationSource_RECOMMENDATION_SOURCE_FOLD_IN RecommendationSource = 3
 )
 
 // Enum value maps for RecommendationSource.
@@ -39,11 +42,13 @@ var (
 		0: "RECOMMENDATION_SOURCE_UNSPECIFIED",
 		1: "RECOMMENDATION_SOURCE_MODEL",
 		2: "RECOMMENDATION_SOURCE_POPULARITY",
+		3: "RECOMMENDATION_SOURCE_FOLD_IN",
 	}
 	RecommendationSource_value = map[string]int32{
 		"RECOMMENDATION_SOURCE_UNSPECIFIED": 0,
 		"RECOMMENDATION_SOURCE_MODEL":       1,
 		"RECOMMENDATION_SOURCE_POPULARITY":  2,
+		"RECOMMENDATION_SOURCE_FOLD_IN":     3,
 	}
 )
 
@@ -159,7 +164,8 @@ type RecommendRequest struct {
 	N *int32 `protobuf:"varint,3,opt,name=n,proto3,oneof" json:"n,omitempty"`
 	// Optional item filter.
 	Filter *Filter `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
-	// Also return items the user already interacted with (excluded by default).
+	// Also return items the user already interacted with, in the training data or in
+	// events since (excluded by default).
 	IncludeSeen   bool `protobuf:"varint,5,opt,name=include_seen,json=includeSeen,proto3" json:"include_seen,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -783,11 +789,12 @@ const file_recserve_v1_recommend_proto_rawDesc = "" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12#\n" +
 	"\rmodel_version\x18\x03 \x01(\tR\fmodelVersion\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId*\x84\x01\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId*\xa7\x01\n" +
 	"\x14RecommendationSource\x12%\n" +
 	"!RECOMMENDATION_SOURCE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bRECOMMENDATION_SOURCE_MODEL\x10\x01\x12$\n" +
-	" RECOMMENDATION_SOURCE_POPULARITY\x10\x022\x86\x03\n" +
+	" RECOMMENDATION_SOURCE_POPULARITY\x10\x02\x12!\n" +
+	"\x1dRECOMMENDATION_SOURCE_FOLD_IN\x10\x032\x86\x03\n" +
 	"\x10RecommendService\x12w\n" +
 	"\tRecommend\x12\x1d.recserve.v1.RecommendRequest\x1a\x1e.recserve.v1.RecommendResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/users/{user_id}/recommendations\x12x\n" +
 	"\fSimilarItems\x12 .recserve.v1.SimilarItemsRequest\x1a!.recserve.v1.SimilarItemsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/items/{item_id}/similar\x12\x7f\n" +

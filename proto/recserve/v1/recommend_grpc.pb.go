@@ -32,7 +32,8 @@ const (
 // Every response names the model and version that produced it.
 type RecommendServiceClient interface {
 	// Recommend returns the top-N items for one user. A user the model does not know gets
-	// popular items, flagged by source = RECOMMENDATION_SOURCE_POPULARITY.
+	// a vector folded in from their recent events (RECOMMENDATION_SOURCE_FOLD_IN) or, with
+	// no events, popular items (RECOMMENDATION_SOURCE_POPULARITY).
 	Recommend(ctx context.Context, in *RecommendRequest, opts ...grpc.CallOption) (*RecommendResponse, error)
 	// SimilarItems returns the items whose embeddings score highest against the given item's.
 	SimilarItems(ctx context.Context, in *SimilarItemsRequest, opts ...grpc.CallOption) (*SimilarItemsResponse, error)
@@ -86,7 +87,8 @@ func (c *recommendServiceClient) BatchRecommend(ctx context.Context, in *BatchRe
 // Every response names the model and version that produced it.
 type RecommendServiceServer interface {
 	// Recommend returns the top-N items for one user. A user the model does not know gets
-	// popular items, flagged by source = RECOMMENDATION_SOURCE_POPULARITY.
+	// a vector folded in from their recent events (RECOMMENDATION_SOURCE_FOLD_IN) or, with
+	// no events, popular items (RECOMMENDATION_SOURCE_POPULARITY).
 	Recommend(context.Context, *RecommendRequest) (*RecommendResponse, error)
 	// SimilarItems returns the items whose embeddings score highest against the given item's.
 	SimilarItems(context.Context, *SimilarItemsRequest) (*SimilarItemsResponse, error)

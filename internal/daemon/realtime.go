@@ -1,0 +1,107 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/recserve/recserve/events"
+	"github.com/recserve/recserve/online"
+	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
+	"github.com/recserve/recserve/server"
+)
+
+// realtime is the event path of a serving process: the producer behind
+// RecordEvents, and the consumer that applies events to the online store.
+type realtime struct {
+	store    server.OnlineStore
+	redis    *online.Redis
+	embedded *events.Embedded
+	producer *events.Producer
+	brokers  []string
+	topic    string
+	group    string
+}
+
+func startRealtime(cfg Config) (*realtime, error) {
+	rt := &realtime{brokers: cfg.KafkaBrokers, topic: cfg.Topic}
+	if cfg.RedisAddr != "" {
+		rt.redis = online.NewRedis(online.RedisOptions{Addr: cfg.RedisAddr})
+		rt.store = rt.redis
+		// Replicas share Redis, so they share one consumer group: each event is applied once.
+		rt.group = "recserve-server"
+	} else {
+		rt.store = online.NewMemory()
+		// In-process state: this process must see every event, in a group of its own.
+		rt.group = "recserve-server-" + instanceID()
+	}
+	if len(rt.brokers) == 0 && cfg.EmbeddedKafka {
+		emb, err := events.StartEmbedded(cfg.Topic, 4)
+		if err != nil {
+			rt.close()
+			return nil, err
+		}
+		rt.embedded, rt.brokers = emb, emb.Addrs()
+	}
+	if len(rt.brokers) > 0 {
+		p, err := events.NewProducer(events.ProducerConfig{Brokers: rt.brokers, Topic: cfg.Topic})
+		if err != nil {
+			rt.close()
+			return nil, err
+		}
+		rt.producer = p
+	}
+	return rt, nil
+}
+
+// sink returns the producer as the server's EventSink, or nil when there is none.
+func (rt *realtime) sink() server.EventSink {
+	if rt.producer == nil {
+		return nil
+	}
+	return rt.producer
+}
+
+// consume applies the event stream to the online store until ctx is done. A store
+// outage holds the batch (and its offsets) and retries, so nothing is lost.
+func (rt *realtime) consume(ctx context.Context, log *slog.Logger) error {
+	cfg := events.ConsumerConfig{Brokers: rt.brokers, Topic: rt.topic, Group: rt.group}
+	return events.Consume(ctx, cfg, log, func(ctx context.Context, evs []*recservev1.Event) error {
+		backoff := 10 * time.Millisecond
+		for {
+			_, err := rt.store.Record(ctx, evs)
+			if err == nil {
+				return nil
+			}
+			log.Warn("online store: applying events failed; retrying", "err", err, "events", len(evs))
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	})
+}
+
+func (rt *realtime) close() {
+	if rt.producer != nil {
+		rt.producer.Close()
+	}
+	if rt.embedded != nil {
+		rt.embedded.Close()
+	}
+	if rt.redis != nil {
+		rt.redis.Close()
+	}
+}
+
+func instanceID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}

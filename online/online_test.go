@@ -1,0 +1,183 @@
+package online
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// store is what both implementations offer.
+type store interface {
+	Record(ctx context.Context, evs []*recservev1.Event) (int, error)
+	User(ctx context.Context, user string) (User, error)
+	Counts(ctx context.Context, user string) (map[string]int64, error)
+	Popularity(ctx context.Context, item string) (float64, error)
+	CacheGet(ctx context.Context, key string) ([]byte, bool, error)
+	CacheSet(ctx context.Context, key string, val []byte, ttl time.Duration) error
+}
+
+var prefixSeq atomic.Int64
+
+// testRedisAddr is the Redis server the tests use (.ci/run starts one on 127.0.0.1:6379).
+func testRedisAddr() string {
+	if a := os.Getenv("RECSERVE_TEST_REDIS"); a != "" {
+		return a
+	}
+	return "127.0.0.1:6379"
+}
+
+func newTestRedis(t *testing.T) *Redis {
+	t.Helper()
+	prefix := fmt.Sprintf("rstest:%d:%d:", time.Now().UnixNano(), prefixSeq.Add(1))
+	r := NewRedis(RedisOptions{Addr: testRedisAddr(), Prefix: prefix, TTL: time.Hour, Timeout: time.Second})
+	if err := r.Ping(context.Background()); err != nil {
+		r.Close()
+		t.Fatalf("these tests need a Redis server at %s (set RECSERVE_TEST_REDIS; .ci/run starts one): %v", testRedisAddr(), err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		keys, _ := r.rdb.Keys(ctx, prefix+"*").Result()
+		if len(keys) > 0 {
+			r.rdb.Del(ctx, keys...)
+		}
+		r.Close()
+	})
+	return r
+}
+
+func ev(id, user, item string, typ recservev1.EventType, w float64) *recservev1.Event {
+	return &recservev1.Event{EventId: id, UserId: user, ItemId: item, Type: typ, Weight: w}
+}
+
+func TestStores(t *testing.T) {
+	impls := map[string]func(t *testing.T) store{
+		"memory": func(*testing.T) store { return NewMemory() },
+		"redis":  func(t *testing.T) store { return newTestRedis(t) },
+	}
+	for name, mk := range impls {
+		t.Run(name, func(t *testing.T) {
+			t.Run("record and read", func(t *testing.T) { testRecord(t, mk(t)) })
+			t.Run("dedupe", func(t *testing.T) { testDedupe(t, mk(t)) })
+			t.Run("recent is bounded", func(t *testing.T) { testRecentBound(t, mk(t)) })
+			t.Run("cache", func(t *testing.T) { testCache(t, mk(t)) })
+		})
+	}
+}
+
+func testRecord(t *testing.T, s store) {
+	ctx := context.Background()
+	u0, err := s.User(ctx, "alice")
+	if err != nil || len(u0.Recent) != 0 || len(u0.Seen) != 0 || u0.Gen != 0 {
+		t.Fatalf("unknown user: %+v %v", u0, err)
+	}
+	n, err := s.Record(ctx, []*recservev1.Event{
+		ev("e1", "alice", "i1", recservev1.EventType_EVENT_TYPE_VIEW, 1),
+		ev("e2", "alice", "i2", recservev1.EventType_EVENT_TYPE_PURCHASE, 5),
+		ev("e3", "alice", "i3", recservev1.EventType_EVENT_TYPE_IMPRESSION, 0),
+		ev("e4", "bob", "i2", recservev1.EventType_EVENT_TYPE_CLICK, 2),
+	})
+	if err != nil || n != 4 {
+		t.Fatalf("Record: %d %v", n, err)
+	}
+	u, err := s.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Interaction{{"i2", 5}, {"i1", 1}}
+	if fmt.Sprint(u.Recent) != fmt.Sprint(want) {
+		t.Fatalf("recent %v, want %v", u.Recent, want)
+	}
+	if _, ok := u.Seen["i3"]; ok || len(u.Seen) != 2 {
+		t.Fatalf("seen %v: want i1, i2 and not the impression", u.Seen)
+	}
+	if u.Gen != 3 {
+		t.Fatalf("gen %d, want 3 (one per applied event)", u.Gen)
+	}
+	counts, err := s.Counts(ctx, "alice")
+	if err != nil || counts["view"] != 1 || counts["purchase"] != 1 || counts["impression"] != 1 {
+		t.Fatalf("counts %v %v", counts, err)
+	}
+	pop, err := s.Popularity(ctx, "i2")
+	if err != nil || pop != 7 {
+		t.Fatalf("popularity of i2 %v %v, want 7", pop, err)
+	}
+}
+
+func testDedupe(t *testing.T, s store) {
+	ctx := context.Background()
+	batch := []*recservev1.Event{ev("d1", "u", "a", recservev1.EventType_EVENT_TYPE_PURCHASE, 5), ev("d2", "u", "b", recservev1.EventType_EVENT_TYPE_VIEW, 1)}
+	if n, err := s.Record(ctx, batch); err != nil || n != 2 {
+		t.Fatalf("first: %d %v", n, err)
+	}
+	// Redelivery, plus one new event and a duplicate inside the batch.
+	again := append(batch, ev("d3", "u", "c", recservev1.EventType_EVENT_TYPE_VIEW, 1), ev("d3", "u", "c", recservev1.EventType_EVENT_TYPE_VIEW, 1))
+	if n, err := s.Record(ctx, again); err != nil || n != 1 {
+		t.Fatalf("redelivery applied %d (%v), want 1", n, err)
+	}
+	counts, _ := s.Counts(ctx, "u")
+	pop, _ := s.Popularity(ctx, "a")
+	u, _ := s.User(ctx, "u")
+	if counts["purchase"] != 1 || counts["view"] != 2 || pop != 5 || len(u.Recent) != 3 || u.Gen != 3 {
+		t.Fatalf("after redelivery: counts %v, pop %v, user %+v", counts, pop, u)
+	}
+}
+
+func testRecentBound(t *testing.T, s store) {
+	ctx := context.Background()
+	var evs []*recservev1.Event
+	for i := 0; i < RecentMax+10; i++ {
+		evs = append(evs, ev("r"+strconv.Itoa(i), "u", "item"+strconv.Itoa(i), recservev1.EventType_EVENT_TYPE_VIEW, 1))
+	}
+	if _, err := s.Record(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := s.User(ctx, "u")
+	if len(u.Recent) != RecentMax || u.Recent[0].Item != fmt.Sprintf("item%d", RecentMax+9) || len(u.Seen) != RecentMax+10 {
+		t.Fatalf("recent %d (first %v), seen %d", len(u.Recent), u.Recent[0], len(u.Seen))
+	}
+}
+
+func testCache(t *testing.T, s store) {
+	ctx := context.Background()
+	if _, ok, err := s.CacheGet(ctx, "k"); ok || err != nil {
+		t.Fatalf("empty cache hit: %v %v", ok, err)
+	}
+	if err := s.CacheSet(ctx, "k", []byte("v1"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, err := s.CacheGet(ctx, "k"); !ok || err != nil || string(v) != "v1" {
+		t.Fatalf("cache get: %q %v %v", v, ok, err)
+	}
+	if err := s.CacheSet(ctx, "short", []byte("x"), 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(120 * time.Millisecond)
+	if _, ok, _ := s.CacheGet(ctx, "short"); ok {
+		t.Fatal("expired entry returned")
+	}
+}
+
+func TestRedisUnreachableReturnsErrors(t *testing.T) {
+	r := NewRedis(RedisOptions{Addr: "127.0.0.1:1", Timeout: 50 * time.Millisecond})
+	defer r.Close()
+	ctx := context.Background()
+	if _, err := r.User(ctx, "u"); err == nil {
+		t.Fatal("User: no error from an unreachable Redis")
+	}
+	if _, _, err := r.CacheGet(ctx, "k"); err == nil {
+		t.Fatal("CacheGet: no error from an unreachable Redis")
+	}
+	if _, err := r.Record(ctx, []*recservev1.Event{ev("x", "u", "i", recservev1.EventType_EVENT_TYPE_VIEW, 1)}); err == nil {
+		t.Fatal("Record: no error from an unreachable Redis")
+	}
+}
