@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,6 +30,37 @@ type Redis struct {
 	rdb    *redis.Client
 	prefix string
 	ttl    time.Duration
+
+	// downUntil (unix nanos) short-circuits calls for a moment after a failure, so
+	// an unreachable Redis costs requests nothing while it is down.
+	downUntil atomic.Int64
+}
+
+// ErrUnavailable is returned while Redis is marked down after a failure.
+var ErrUnavailable = errors.New("online store unavailable")
+
+// retryAfter is how long calls fail fast after a Redis failure.
+const retryAfter = 250 * time.Millisecond
+
+// check fails fast while Redis is marked down.
+func (r *Redis) check() error {
+	if time.Now().UnixNano() < r.downUntil.Load() {
+		return ErrUnavailable
+	}
+	return nil
+}
+
+// observe marks Redis down after a failure that is neither a Redis reply (a reply
+// error such as WRONGTYPE means the server is up) nor the caller giving up.
+func (r *Redis) observe(err error) error {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	var reply redis.Error
+	if !errors.As(err, &reply) {
+		r.downUntil.Store(time.Now().Add(retryAfter).UnixNano())
+	}
+	return err
 }
 
 // RedisOptions configure NewRedis.
@@ -100,6 +132,9 @@ func (r *Redis) Record(ctx context.Context, evs []*recservev1.Event) (int, error
 	if len(evs) == 0 {
 		return 0, nil
 	}
+	if err := r.check(); err != nil {
+		return 0, err
+	}
 	args := make([]any, 0, 3+6*len(evs))
 	args = append(args, r.prefix, int64(r.ttl/time.Second), RecentMax)
 	for _, e := range evs {
@@ -111,7 +146,7 @@ func (r *Redis) Record(ctx context.Context, evs []*recservev1.Event) (int, error
 			strconv.FormatFloat(e.GetWeight(), 'g', -1, 64), typeName(e.GetType()), inter)
 	}
 	n, err := recordScript.Run(ctx, r.rdb, nil, args...).Int()
-	if err != nil {
+	if err := r.observe(err); err != nil {
 		return 0, fmt.Errorf("redis record: %w", err)
 	}
 	return n, nil
@@ -119,12 +154,15 @@ func (r *Redis) Record(ctx context.Context, evs []*recservev1.Event) (int, error
 
 // User returns a user's state; an unknown user has the zero state.
 func (r *Redis) User(ctx context.Context, user string) (User, error) {
+	if err := r.check(); err != nil {
+		return User{}, err
+	}
 	u := r.prefix + "u:" + user
 	pipe := r.rdb.Pipeline()
 	recent := pipe.LRange(ctx, u+":recent", 0, RecentMax-1)
 	seen := pipe.SMembers(ctx, u+":seen")
 	gen := pipe.Get(ctx, u+":gen")
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	if _, err := pipe.Exec(ctx); r.observe(err) != nil && !errors.Is(err, redis.Nil) {
 		return User{}, fmt.Errorf("redis user: %w", err)
 	}
 	out := User{Seen: make(map[string]struct{}, len(seen.Val()))}
@@ -167,8 +205,11 @@ func (r *Redis) Popularity(ctx context.Context, item string) (float64, error) {
 
 // CacheGet returns a cached value.
 func (r *Redis) CacheGet(ctx context.Context, key string) ([]byte, bool, error) {
+	if err := r.check(); err != nil {
+		return nil, false, err
+	}
 	v, err := r.rdb.Get(ctx, r.prefix+"c:"+key).Bytes()
-	if errors.Is(err, redis.Nil) {
+	if errors.Is(r.observe(err), redis.Nil) {
 		return nil, false, nil
 	}
 	if err != nil {
@@ -179,7 +220,10 @@ func (r *Redis) CacheGet(ctx context.Context, key string) ([]byte, bool, error) 
 
 // CacheSet stores a value for ttl.
 func (r *Redis) CacheSet(ctx context.Context, key string, val []byte, ttl time.Duration) error {
-	if err := r.rdb.Set(ctx, r.prefix+"c:"+key, val, ttl).Err(); err != nil {
+	if err := r.check(); err != nil {
+		return err
+	}
+	if err := r.observe(r.rdb.Set(ctx, r.prefix+"c:"+key, val, ttl).Err()); err != nil {
 		return fmt.Errorf("redis cache set: %w", err)
 	}
 	return nil
