@@ -14,9 +14,10 @@ import (
 
 // Domain errors of the serving path. toStatus is the one place they become gRPC codes.
 var (
-	errModelNotFound = errors.New("model not found")
-	errItemNotFound  = errors.New("item not found")
-	errNotReady      = errors.New("no model version loaded yet")
+	errModelNotFound    = errors.New("model not found")
+	errItemNotFound     = errors.New("item not found")
+	errNotReady         = errors.New("no model version loaded yet")
+	errVersionNotLoaded = errors.New("version not loaded")
 )
 
 // fieldError is a request field that failed validation.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,33 +16,45 @@ import (
 	"github.com/recserve/recserve/registry"
 )
 
-// models keeps the newest loadable version of each served model and swaps in newer
-// ones as they appear in the registry. Readers never block: the served set is an
-// immutable map behind an atomic pointer, replaced whole on every swap.
+// models keeps, per model, the versions its policy wants loaded (the newest
+// KeepVersions, pinned ones, and those labels point at) and the routing view
+// requests read. Readers never block: the views are an immutable map behind an
+// atomic pointer, replaced whole on every change.
 type models struct {
 	reg      *registry.FS
-	only     []string // models to serve; empty: every model in the registry
+	only     []string
+	keep     int
 	indexOpt index.Options
 	log      *slog.Logger
+	now      func() time.Time
 	onSwap   func()
 
-	served atomic.Pointer[map[string]*snapshot]
+	served atomic.Pointer[map[string]*view]
 
-	mu     sync.Mutex        // serializes refresh
-	failed map[string]string // "model/version" -> why it could not be loaded
+	refreshMu sync.Mutex // one refresh at a time; version loads happen under it
+
+	mu      sync.Mutex // guards the maps below; never held while loading
+	states  map[string]*rollout
+	loaded  map[string]map[string]*snapshot
+	waiting map[string][]string // model -> labels naming versions not loaded
+	failed  map[string]string   // "model/version" -> why it could not be loaded
 }
 
-func newModels(reg *registry.FS, only []string, indexOpt index.Options, log *slog.Logger, onSwap func()) *models {
-	m := &models{reg: reg, only: only, indexOpt: indexOpt, log: log, onSwap: onSwap, failed: map[string]string{}}
-	empty := map[string]*snapshot{}
+func newModels(o Options, onSwap func()) *models {
+	m := &models{
+		reg: o.Registry, only: o.Models, keep: o.KeepVersions, indexOpt: o.Index, log: o.Logger, now: o.Clock, onSwap: onSwap,
+		states: map[string]*rollout{}, loaded: map[string]map[string]*snapshot{},
+		waiting: map[string][]string{}, failed: map[string]string{},
+	}
+	empty := map[string]*view{}
 	m.served.Store(&empty)
 	return m
 }
 
-// get returns the served snapshot of a model.
-func (m *models) get(model string) (*snapshot, bool) {
-	s, ok := (*m.served.Load())[model]
-	return s, ok
+// get returns the routing view of a model.
+func (m *models) get(model string) (*view, bool) {
+	v, ok := (*m.served.Load())[model]
+	return v, ok
 }
 
 // names lists the served models.
@@ -54,12 +67,11 @@ func (m *models) names() []string {
 	return out
 }
 
-// refresh loads, for every model, the newest complete version that is newer than the
-// served one and not known to be broken. A broken version is logged, remembered and
-// skipped; the served version stays.
+// refresh loads the versions each model's policy wants and unloads the rest. A
+// broken version is logged, remembered and skipped; what was served stays.
 func (m *models) refresh(ctx context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.refreshMu.Lock()
+	defer m.refreshMu.Unlock()
 	names := m.only
 	if len(names) == 0 {
 		var err error
@@ -84,14 +96,14 @@ func (m *models) refreshModel(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("list versions of %s: %w", name, err)
 	}
-	cur, _ := m.get(name)
-	for i := len(versions) - 1; i >= 0; i-- {
-		v := versions[i]
-		if cur != nil && !newer(v, cur.version) {
-			return nil
-		}
-		key := name + "/" + v
-		if _, bad := m.failed[key]; bad {
+	m.mu.Lock()
+	want := m.desiredLocked(name, versions)
+	have := m.loaded[name]
+	m.mu.Unlock()
+
+	for i := len(want) - 1; i >= 0; i-- { // newest first
+		v := want[i]
+		if _, ok := have[v]; ok {
 			continue
 		}
 		start := time.Now()
@@ -100,16 +112,89 @@ func (m *models) refreshModel(ctx context.Context, name string) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			m.failed[key] = err.Error()
-			m.log.Error("model version not loaded; keeping the served one", "model", name, "version", v, "err", err)
+			m.mu.Lock()
+			m.failed[name+"/"+v] = err.Error()
+			m.mu.Unlock()
+			m.log.Error("model version not loaded; keeping the served ones", "model", name, "version", v, "err", err)
 			continue
 		}
-		m.swap(s)
-		m.log.Info("model version serving", "model", name, "version", v, "items", len(s.bundle.Items),
+		m.mu.Lock()
+		if m.loaded[name] == nil {
+			m.loaded[name] = map[string]*snapshot{}
+		}
+		m.loaded[name][v] = s
+		m.publishLocked(name)
+		m.mu.Unlock()
+		m.log.Info("model version loaded", "model", name, "version", v, "items", len(s.bundle.Items),
 			"users", len(s.bundle.UserIDs), "load_seconds", time.Since(start).Seconds())
-		return nil
 	}
+
+	// Unload what the policy no longer wants, now that its replacements serve.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	want = m.desiredLocked(name, versions)
+	for v := range m.loaded[name] {
+		if !slices.Contains(want, v) {
+			delete(m.loaded[name], v)
+			m.log.Info("model version unloaded", "model", name, "version", v)
+		}
+	}
+	m.publishLocked(name)
 	return nil
+}
+
+// desiredLocked lists, ascending, the versions a model should have loaded: the
+// newest keep versions that are not broken, the pinned ones and the labelled ones.
+func (m *models) desiredLocked(name string, versions []string) []string {
+	st := m.stateLocked(name)
+	var want []string
+	for i := len(versions) - 1; i >= 0 && len(want) < m.keep; i-- {
+		if _, bad := m.failed[name+"/"+versions[i]]; !bad {
+			want = append(want, versions[i])
+		}
+	}
+	for _, v := range append(slices.Clone(st.Pinned), st.Stable, st.Canary) {
+		if v != "" && slices.Contains(versions, v) && !slices.Contains(want, v) {
+			if _, bad := m.failed[name+"/"+v]; !bad {
+				want = append(want, v)
+			}
+		}
+	}
+	slices.SortFunc(want, func(a, b string) int {
+		switch {
+		case newer(a, b):
+			return 1
+		case newer(b, a):
+			return -1
+		}
+		return 0
+	})
+	return want
+}
+
+// stateLocked returns a model's rollout state, reading it from the registry the
+// first time. An unreadable state file is logged and replaced by a fresh state.
+func (m *models) stateLocked(name string) *rollout {
+	if st := m.states[name]; st != nil {
+		return st
+	}
+	st := &rollout{}
+	data, err := m.reg.ReadState(name)
+	if err == nil && data != nil {
+		err = json.Unmarshal(data, st)
+	}
+	if err != nil {
+		m.log.Error("rollout state unreadable; starting from a fresh state", "model", name, "err", err)
+		st = &rollout{}
+	}
+	if st.Salt == "" {
+		st.Salt = name
+	}
+	if st.Policy != nil {
+		st.StepStarted = m.now() // counters start over with the process
+	}
+	m.states[name] = st
+	return st
 }
 
 func (m *models) load(ctx context.Context, name, version string) (*snapshot, error) {
@@ -120,17 +205,78 @@ func (m *models) load(ctx context.Context, name, version string) (*snapshot, err
 	return newSnapshot(ctx, b, m.indexOpt)
 }
 
-func (m *models) swap(s *snapshot) {
-	old := *m.served.Load()
-	next := make(map[string]*snapshot, len(old)+1)
-	for k, v := range old {
-		next[k] = v
+// publishLocked rebuilds a model's routing view and swaps it in.
+func (m *models) publishLocked(name string) {
+	st := m.stateLocked(name)
+	loaded := m.loaded[name]
+	v := &view{name: name, loaded: make(map[string]*snapshot, len(loaded)), salt: st.Salt, shadow: st.ShadowFraction}
+	var newest *snapshot
+	for ver, s := range loaded {
+		v.loaded[ver] = s
+		if newest == nil || newer(ver, newest.version) {
+			newest = s
+		}
 	}
-	next[s.model] = s
+	var waiting []string
+	v.stable = newest
+	if st.Stable != "" {
+		if s, ok := loaded[st.Stable]; ok {
+			v.stable = s
+		} else {
+			waiting = append(waiting, "stable="+st.Stable)
+		}
+	}
+	if st.Canary != "" {
+		if s, ok := loaded[st.Canary]; ok {
+			v.canary, v.canaryPct = s, st.CanaryPercent
+		} else {
+			waiting = append(waiting, "canary="+st.Canary)
+		}
+	}
+	m.waiting[name] = waiting
+
+	old := *m.served.Load()
+	next := make(map[string]*view, len(old)+1)
+	for k, x := range old {
+		next[k] = x
+	}
+	if v.stable == nil {
+		delete(next, name)
+	} else {
+		next[name] = v
+	}
 	m.served.Store(&next)
 	if m.onSwap != nil {
 		m.onSwap()
 	}
+}
+
+// update changes a model's rollout state: f edits a copy, which is persisted and
+// then takes effect. When f or persisting fails nothing changes.
+func (m *models) update(name string, f func(st *rollout, now time.Time) error) (*rollout, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := m.stateLocked(name).clone()
+	if err := f(next, m.now()); err != nil {
+		return nil, err
+	}
+	data, err := json.MarshalIndent(next, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := m.reg.WriteState(name, data); err != nil {
+		return nil, fmt.Errorf("persist rollout state of %s: %w", name, err)
+	}
+	m.states[name] = next
+	m.publishLocked(name)
+	return next.clone(), nil
+}
+
+// state returns a copy of a model's rollout state.
+func (m *models) state(name string) *rollout {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stateLocked(name).clone()
 }
 
 // failures returns the versions that could not be loaded and why.

@@ -109,8 +109,8 @@ func TestNewUserFoldedIn(t *testing.T) {
 		t.Fatalf("interacted items recommended: %v", got)
 	}
 	// The answer is retrieval with the folded-in vector.
-	snap, _ := f.srv.models.get("m")
-	v := snap.folder.FoldIn([]int32{5, 6}, []float32{float32(events.Weight(recservev1.EventType_EVENT_TYPE_PURCHASE)), float32(events.Weight(recservev1.EventType_EVENT_TYPE_PURCHASE))})
+	mv, _ := f.srv.models.get("m")
+	v := mv.stable.folder.FoldIn([]int32{5, 6}, []float32{float32(events.Weight(recservev1.EventType_EVENT_TYPE_PURCHASE)), float32(events.Weight(recservev1.EventType_EVENT_TYPE_PURCHASE))})
 	want := exactTop(b, v, 10, func(i int) bool { return b.Items[i].Available && i != 5 && i != 6 })
 	hits := 0
 	for _, id := range got {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"math/rand/v2"
 	"strconv"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -15,24 +17,37 @@ import (
 
 // Recommend returns the top-N items for one user.
 func (s *Server) Recommend(ctx context.Context, req *recservev1.RecommendRequest) (*recservev1.RecommendResponse, error) {
+	start := time.Now()
 	n, err := validateRecommend(req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	snap, err := s.snapshot(req.GetModel())
+	v, snap, err := s.route(req.GetModel(), req.GetUserId(), req.GetVersion())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	user := s.onlineUser(ctx, req.GetUserId())
-	key := cacheKey(snap, user.Gen, req)
+	q := userQuery{id: req.GetUserId(), online: s.onlineUser(ctx, req.GetUserId()), includeSeen: req.GetIncludeSeen()}
+	resp, err := s.recommend(ctx, snap, q, n, req)
+	s.stats.request(snap.model, snap.version, s.opts.Clock(), time.Since(start), err != nil)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if req.GetVersion() == "" {
+		s.shadow(v, snap, q, n, req.GetFilter(), resp.GetItems())
+	}
+	return resp, nil
+}
+
+// recommend answers one user from one snapshot, through the response cache.
+func (s *Server) recommend(ctx context.Context, snap *snapshot, q userQuery, n int, req *recservev1.RecommendRequest) (*recservev1.RecommendResponse, error) {
+	key := cacheKey(snap, q.online.Gen, req)
 	if resp := s.cached(ctx, key); resp != nil {
 		resp.RequestId = s.requestID()
 		return resp, nil
 	}
-	q := userQuery{id: req.GetUserId(), online: user, includeSeen: req.GetIncludeSeen()}
 	items, source := snap.recommend(q, n, req.GetFilter())
 	if err := ctx.Err(); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	resp := &recservev1.RecommendResponse{Items: items, Model: snap.model, ModelVersion: snap.version, Source: source}
 	s.cache(ctx, key, resp)
@@ -40,24 +55,66 @@ func (s *Server) Recommend(ctx context.Context, req *recservev1.RecommendRequest
 	return resp, nil
 }
 
-// BatchRecommend answers Recommend for several users from one snapshot.
+// maxShadows bounds shadow requests in flight; more are dropped, never queued.
+const maxShadows = 4
+
+// shadow runs, for a sampled fraction of stable requests, the same request on the
+// canary in the background and records how much the two answers overlap. It never
+// touches the response.
+func (s *Server) shadow(v *view, served *snapshot, q userQuery, n int, filter *recservev1.Filter, items []*recservev1.ScoredItem) {
+	if v.canary == nil || served != v.stable || v.shadow <= 0 || rand.Float64() >= v.shadow {
+		return
+	}
+	select {
+	case s.shadowSem <- struct{}{}:
+	default:
+		return
+	}
+	stableIDs := make(map[string]struct{}, len(items))
+	for _, it := range items {
+		stableIDs[it.GetItemId()] = struct{}{}
+	}
+	canary := v.canary
+	s.shadows.Add(1)
+	go func() {
+		defer func() { <-s.shadowSem; s.shadows.Done() }()
+		got, _ := canary.recommend(q, n, filter)
+		common := 0
+		for _, it := range got {
+			if _, ok := stableIDs[it.GetItemId()]; ok {
+				common++
+			}
+		}
+		overlap := 1.0
+		if m := max(len(got), len(stableIDs)); m > 0 {
+			overlap = float64(common) / float64(m)
+		}
+		s.stats.shadow(canary.model, canary.version, s.opts.Clock(), overlap)
+	}()
+}
+
+// BatchRecommend answers Recommend for several users, each routed by the traffic split.
 func (s *Server) BatchRecommend(ctx context.Context, req *recservev1.BatchRecommendRequest) (*recservev1.BatchRecommendResponse, error) {
 	n, err := validateBatch(req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	snap, err := s.snapshot(req.GetModel())
+	v, top, err := s.route(req.GetModel(), "", req.GetVersion())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp := &recservev1.BatchRecommendResponse{Model: snap.model, ModelVersion: snap.version, RequestId: s.requestID()}
+	resp := &recservev1.BatchRecommendResponse{Model: top.model, ModelVersion: top.version, RequestId: s.requestID()}
 	for _, user := range req.GetUserIds() {
 		if err := ctx.Err(); err != nil {
 			return nil, toStatus(err)
 		}
+		snap, err := v.route(user, req.GetVersion())
+		if err != nil {
+			return nil, toStatus(err)
+		}
 		q := userQuery{id: user, online: s.onlineUser(ctx, user), includeSeen: req.GetIncludeSeen()}
 		items, source := snap.recommend(q, n, req.GetFilter())
-		resp.Results = append(resp.Results, &recservev1.UserRecommendations{UserId: user, Items: items, Source: source})
+		resp.Results = append(resp.Results, &recservev1.UserRecommendations{UserId: user, Items: items, Source: source, ModelVersion: snap.version})
 	}
 	return resp, nil
 }
@@ -68,7 +125,7 @@ func (s *Server) SimilarItems(ctx context.Context, req *recservev1.SimilarItemsR
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	snap, err := s.snapshot(req.GetModel())
+	_, snap, err := s.route(req.GetModel(), "", req.GetVersion())
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,11 @@ type Options struct {
 	CacheTTL time.Duration
 	// Events receives RecordEvents batches. Nil makes RecordEvents FAILED_PRECONDITION.
 	Events EventSink
+	// KeepVersions is how many of the newest versions of each model stay loaded
+	// (default 2), besides pinned and labelled ones.
+	KeepVersions int
+	// Clock returns the time (default time.Now); tests drive rollouts with it.
+	Clock func() time.Time
 }
 
 // OnlineStore is the real-time state the server reads and the event consumer writes
@@ -75,6 +81,10 @@ type Server struct {
 	reqPrefix string
 	reqSeq    atomic.Uint64
 	degraded  degradation
+	stats     *stats
+	shadows   sync.WaitGroup
+	shadowSem chan struct{}
+	baselines baselines
 }
 
 // New returns a Server that serves nothing until Start or Run has loaded a version.
@@ -91,12 +101,18 @@ func New(opts Options) (*Server, error) {
 	if opts.CacheTTL == 0 {
 		opts.CacheTTL = 30 * time.Second
 	}
+	if opts.KeepVersions <= 0 {
+		opts.KeepVersions = 2
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
 	var p [6]byte
 	if _, err := rand.Read(p[:]); err != nil {
 		return nil, fmt.Errorf("server: request id prefix: %w", err)
 	}
-	s := &Server{opts: opts, log: opts.Logger, health: health.NewServer(), reqPrefix: hex.EncodeToString(p[:])}
-	s.models = newModels(opts.Registry, opts.Models, opts.Index, opts.Logger, s.updateHealth)
+	s := &Server{opts: opts, log: opts.Logger, health: health.NewServer(), reqPrefix: hex.EncodeToString(p[:]), stats: newStats(), shadowSem: make(chan struct{}, maxShadows)}
+	s.models = newModels(opts, s.updateHealth)
 	s.updateHealth()
 	return s, nil
 }
@@ -116,8 +132,10 @@ func (s *Server) Run(ctx context.Context) error {
 		if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("registry refresh", "err", err)
 		}
+		s.evaluateRollouts(s.opts.Clock())
 		select {
 		case <-ctx.Done():
+			s.shadows.Wait()
 			return nil
 		case <-t.C:
 		}
@@ -127,27 +145,27 @@ func (s *Server) Run(ctx context.Context) error {
 // Shutdown marks the server NOT_SERVING so that load balancers drain it.
 func (s *Server) Shutdown() { s.health.Shutdown() }
 
-// Served returns the version served for each model.
+// Served returns the stable version served for each model.
 func (s *Server) Served() map[string]string {
 	out := map[string]string{}
 	for _, name := range s.models.names() {
-		snap, _ := s.models.get(name)
-		out[name] = snap.version
+		v, _ := s.models.get(name)
+		out[name] = v.stable.version
 	}
 	return out
 }
 
 func (s *Server) updateHealth() {
 	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if _, err := s.snapshot(""); err == nil {
+	if _, err := s.view(""); err == nil {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
 	s.health.SetServingStatus("", st)
 	s.health.SetServingStatus(recservev1.RecommendService_ServiceDesc.ServiceName, st)
 }
 
-// snapshot resolves a request's model name to the served snapshot.
-func (s *Server) snapshot(model string) (*snapshot, error) {
+// view resolves a request's model name to the model's routing view.
+func (s *Server) view(model string) (*view, error) {
 	if model == "" {
 		model = s.opts.DefaultModel
 	}
@@ -162,14 +180,27 @@ func (s *Server) snapshot(model string) (*snapshot, error) {
 			return nil, badField("model", "required: this server serves %d models", len(names))
 		}
 	}
-	snap, ok := s.models.get(model)
+	v, ok := s.models.get(model)
 	if !ok {
 		if len(s.models.names()) == 0 {
 			return nil, errNotReady
 		}
 		return nil, &notFound{field: "model", value: model, err: errModelNotFound}
 	}
-	return snap, nil
+	return v, nil
+}
+
+// route resolves a request to the snapshot that serves it.
+func (s *Server) route(model, user, version string) (*view, *snapshot, error) {
+	v, err := s.view(model)
+	if err != nil {
+		return nil, nil, err
+	}
+	snap, err := v.route(user, version)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, snap, nil
 }
 
 func (s *Server) requestID() string {

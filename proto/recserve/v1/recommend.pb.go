@@ -166,7 +166,10 @@ type RecommendRequest struct {
 	Filter *Filter `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
 	// Also return items the user already interacted with, in the training data or in
 	// events since (excluded by default).
-	IncludeSeen   bool `protobuf:"varint,5,opt,name=include_seen,json=includeSeen,proto3" json:"include_seen,omitempty"`
+	IncludeSeen bool `protobuf:"varint,5,opt,name=include_seen,json=includeSeen,proto3" json:"include_seen,omitempty"`
+	// Serve from this version or label ("stable", "canary") instead of the traffic
+	// split; for testing a version before it gets traffic.
+	Version       string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -234,6 +237,13 @@ func (x *RecommendRequest) GetIncludeSeen() bool {
 		return x.IncludeSeen
 	}
 	return false
+}
+
+func (x *RecommendRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 // ScoredItem is one recommended item.
@@ -388,7 +398,10 @@ type SimilarItemsRequest struct {
 	// Number of items, 1 to 1000; 10 when absent.
 	N *int32 `protobuf:"varint,3,opt,name=n,proto3,oneof" json:"n,omitempty"`
 	// Optional item filter. The query item itself is never returned.
-	Filter        *Filter `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
+	Filter *Filter `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Serve from this version or label ("stable", "canary") instead of the traffic
+	// split; for testing a version before it gets traffic.
+	Version       string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -449,6 +462,13 @@ func (x *SimilarItemsRequest) GetFilter() *Filter {
 		return x.Filter
 	}
 	return nil
+}
+
+func (x *SimilarItemsRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 // SimilarItemsResponse carries the similar items, best first.
@@ -532,7 +552,10 @@ type BatchRecommendRequest struct {
 	// Optional item filter, applied to every user.
 	Filter *Filter `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
 	// Also return items each user already interacted with.
-	IncludeSeen   bool `protobuf:"varint,5,opt,name=include_seen,json=includeSeen,proto3" json:"include_seen,omitempty"`
+	IncludeSeen bool `protobuf:"varint,5,opt,name=include_seen,json=includeSeen,proto3" json:"include_seen,omitempty"`
+	// Serve from this version or label ("stable", "canary") instead of the traffic
+	// split; for testing a version before it gets traffic.
+	Version       string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -602,12 +625,21 @@ func (x *BatchRecommendRequest) GetIncludeSeen() bool {
 	return false
 }
 
+func (x *BatchRecommendRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 // UserRecommendations is one user's part of a batch response.
 type UserRecommendations struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Items         []*ScoredItem          `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
-	Source        RecommendationSource   `protobuf:"varint,3,opt,name=source,proto3,enum=recserve.v1.RecommendationSource" json:"source,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Items  []*ScoredItem          `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	Source RecommendationSource   `protobuf:"varint,3,opt,name=source,proto3,enum=recserve.v1.RecommendationSource" json:"source,omitempty"`
+	// The model version that served this user.
+	ModelVersion  string `protobuf:"bytes,4,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -663,13 +695,21 @@ func (x *UserRecommendations) GetSource() RecommendationSource {
 	return RecommendationSource_RECOMMENDATION_SOURCE_UNSPECIFIED
 }
 
+func (x *UserRecommendations) GetModelVersion() string {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return ""
+}
+
 // BatchRecommendResponse carries one entry per requested user, in request order.
 type BatchRecommendResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*UserRecommendations `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
-	Model         string                 `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
-	ModelVersion  string                 `protobuf:"bytes,3,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
-	RequestId     string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*UserRecommendations `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Model   string                 `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
+	// The stable version (or the requested one); each result names its own.
+	ModelVersion  string `protobuf:"bytes,3,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -741,13 +781,14 @@ const file_recserve_v1_recommend_proto_rawDesc = "" +
 	"\x12include_categories\x18\x01 \x03(\tR\x11includeCategories\x12-\n" +
 	"\x12exclude_categories\x18\x02 \x03(\tR\x11excludeCategories\x12(\n" +
 	"\x10exclude_item_ids\x18\x03 \x03(\tR\x0eexcludeItemIds\x12/\n" +
-	"\x13include_unavailable\x18\x04 \x01(\bR\x12includeUnavailable\"\xaa\x01\n" +
+	"\x13include_unavailable\x18\x04 \x01(\bR\x12includeUnavailable\"\xc4\x01\n" +
 	"\x10RecommendRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x11\n" +
 	"\x01n\x18\x03 \x01(\x05H\x00R\x01n\x88\x01\x01\x12+\n" +
 	"\x06filter\x18\x04 \x01(\v2\x13.recserve.v1.FilterR\x06filter\x12!\n" +
-	"\finclude_seen\x18\x05 \x01(\bR\vincludeSeenB\x04\n" +
+	"\finclude_seen\x18\x05 \x01(\bR\vincludeSeen\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\tR\aversionB\x04\n" +
 	"\x02_n\"W\n" +
 	"\n" +
 	"ScoredItem\x12\x17\n" +
@@ -760,30 +801,33 @@ const file_recserve_v1_recommend_proto_rawDesc = "" +
 	"\rmodel_version\x18\x03 \x01(\tR\fmodelVersion\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tR\trequestId\x129\n" +
-	"\x06source\x18\x05 \x01(\x0e2!.recserve.v1.RecommendationSourceR\x06source\"\x8a\x01\n" +
+	"\x06source\x18\x05 \x01(\x0e2!.recserve.v1.RecommendationSourceR\x06source\"\xa4\x01\n" +
 	"\x13SimilarItemsRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x17\n" +
 	"\aitem_id\x18\x02 \x01(\tR\x06itemId\x12\x11\n" +
 	"\x01n\x18\x03 \x01(\x05H\x00R\x01n\x88\x01\x01\x12+\n" +
-	"\x06filter\x18\x04 \x01(\v2\x13.recserve.v1.FilterR\x06filterB\x04\n" +
+	"\x06filter\x18\x04 \x01(\v2\x13.recserve.v1.FilterR\x06filter\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\tR\aversionB\x04\n" +
 	"\x02_n\"\x9f\x01\n" +
 	"\x14SimilarItemsResponse\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.recserve.v1.ScoredItemR\x05items\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12#\n" +
 	"\rmodel_version\x18\x03 \x01(\tR\fmodelVersion\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"\xb1\x01\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"\xcb\x01\n" +
 	"\x15BatchRecommendRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x19\n" +
 	"\buser_ids\x18\x02 \x03(\tR\auserIds\x12\x11\n" +
 	"\x01n\x18\x03 \x01(\x05H\x00R\x01n\x88\x01\x01\x12+\n" +
 	"\x06filter\x18\x04 \x01(\v2\x13.recserve.v1.FilterR\x06filter\x12!\n" +
-	"\finclude_seen\x18\x05 \x01(\bR\vincludeSeenB\x04\n" +
-	"\x02_n\"\x98\x01\n" +
+	"\finclude_seen\x18\x05 \x01(\bR\vincludeSeen\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\tR\aversionB\x04\n" +
+	"\x02_n\"\xbd\x01\n" +
 	"\x13UserRecommendations\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12-\n" +
 	"\x05items\x18\x02 \x03(\v2\x17.recserve.v1.ScoredItemR\x05items\x129\n" +
-	"\x06source\x18\x03 \x01(\x0e2!.recserve.v1.RecommendationSourceR\x06source\"\xae\x01\n" +
+	"\x06source\x18\x03 \x01(\x0e2!.recserve.v1.RecommendationSourceR\x06source\x12#\n" +
+	"\rmodel_version\x18\x04 \x01(\tR\fmodelVersion\"\xae\x01\n" +
 	"\x16BatchRecommendResponse\x12:\n" +
 	"\aresults\x18\x01 \x03(\v2 .recserve.v1.UserRecommendationsR\aresults\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12#\n" +

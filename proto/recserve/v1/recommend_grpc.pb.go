@@ -37,7 +37,8 @@ type RecommendServiceClient interface {
 	Recommend(ctx context.Context, in *RecommendRequest, opts ...grpc.CallOption) (*RecommendResponse, error)
 	// SimilarItems returns the items whose embeddings score highest against the given item's.
 	SimilarItems(ctx context.Context, in *SimilarItemsRequest, opts ...grpc.CallOption) (*SimilarItemsResponse, error)
-	// BatchRecommend answers Recommend for many users in one call, all from one model version.
+	// BatchRecommend answers Recommend for many users in one call; each user is routed
+	// by the traffic split as Recommend would route them.
 	BatchRecommend(ctx context.Context, in *BatchRecommendRequest, opts ...grpc.CallOption) (*BatchRecommendResponse, error)
 }
 
@@ -92,7 +93,8 @@ type RecommendServiceServer interface {
 	Recommend(context.Context, *RecommendRequest) (*RecommendResponse, error)
 	// SimilarItems returns the items whose embeddings score highest against the given item's.
 	SimilarItems(context.Context, *SimilarItemsRequest) (*SimilarItemsResponse, error)
-	// BatchRecommend answers Recommend for many users in one call, all from one model version.
+	// BatchRecommend answers Recommend for many users in one call; each user is routed
+	// by the traffic split as Recommend would route them.
 	BatchRecommend(context.Context, *BatchRecommendRequest) (*BatchRecommendResponse, error)
 	mustEmbedUnimplementedRecommendServiceServer()
 }
