@@ -104,10 +104,10 @@ func (c *counts) proto() *recservev1.VersionMetrics {
 
 // versionStats are the counters of one model version.
 type versionStats struct {
-	mu      sync.Mutex
-	total   counts
-	ring    [statBuckets]counts
-	ringAt  [statBuckets]int64 // bucket start (unix ns / statBucket) each slot holds
+	mu     sync.Mutex
+	total  counts
+	ring   [statBuckets]counts
+	ringAt [statBuckets]int64 // bucket start (unix ns / statBucket) each slot holds
 }
 
 func (v *versionStats) update(now time.Time, f func(c *counts)) {
