@@ -32,6 +32,9 @@ func New(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
 	if err := recservev1.RegisterEventServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("gateway: register: %w", err)
 	}
+	if err := recservev1.RegisterModelAdminServiceHandler(ctx, mux, conn); err != nil {
+		return nil, fmt.Errorf("gateway: register: %w", err)
+	}
 	health := healthpb.NewHealthClient(conn)
 	root := http.NewServeMux()
 	root.Handle("/v1/", mux)

@@ -66,7 +66,7 @@ func toStatus(err error) error {
 		return st.Err()
 	case errors.Is(err, errNotReady), errors.Is(err, events.ErrUnavailable):
 		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, errNoEventSink):
+	case errors.Is(err, errNoEventSink), errors.Is(err, errNoCanary):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())

@@ -26,6 +26,7 @@ func NewGRPCServer(s *Server, extra ...grpc.ServerOption) *grpc.Server {
 	g := grpc.NewServer(opts...)
 	recservev1.RegisterRecommendServiceServer(g, s)
 	recservev1.RegisterEventServiceServer(g, &eventService{s: s})
+	recservev1.RegisterModelAdminServiceServer(g, &adminService{s: s})
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)
 	return g

@@ -272,6 +272,13 @@ func (m *models) update(name string, f func(st *rollout, now time.Time) error) (
 	return next.clone(), nil
 }
 
+// waitingFor lists a model's labels that name versions not loaded yet.
+func (m *models) waitingFor(name string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.waiting[name])
+}
+
 // state returns a copy of a model's rollout state.
 func (m *models) state(name string) *rollout {
 	m.mu.Lock()

@@ -85,6 +85,7 @@ type Server struct {
 	shadows   sync.WaitGroup
 	shadowSem chan struct{}
 	baselines baselines
+	kick      chan struct{} // asks Run for an early refresh
 }
 
 // New returns a Server that serves nothing until Start or Run has loaded a version.
@@ -111,7 +112,7 @@ func New(opts Options) (*Server, error) {
 	if _, err := rand.Read(p[:]); err != nil {
 		return nil, fmt.Errorf("server: request id prefix: %w", err)
 	}
-	s := &Server{opts: opts, log: opts.Logger, health: health.NewServer(), reqPrefix: hex.EncodeToString(p[:]), stats: newStats(), shadowSem: make(chan struct{}, maxShadows)}
+	s := &Server{opts: opts, log: opts.Logger, health: health.NewServer(), reqPrefix: hex.EncodeToString(p[:]), stats: newStats(), shadowSem: make(chan struct{}, maxShadows), kick: make(chan struct{}, 1)}
 	s.models = newModels(opts, s.updateHealth)
 	s.updateHealth()
 	return s, nil
@@ -138,7 +139,46 @@ func (s *Server) Run(ctx context.Context) error {
 			s.shadows.Wait()
 			return nil
 		case <-t.C:
+		case <-s.kick:
 		}
+	}
+}
+
+// refreshSoon asks Run to refresh now, for example to load a version a label names.
+func (s *Server) refreshSoon() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// resetBaseline starts a model's rollout comparison from the current counters.
+func (s *Server) resetBaseline(model string) {
+	v, ok := s.models.get(model)
+	st := s.models.state(model)
+	if !ok || st.Canary == "" {
+		return
+	}
+	s.baselines.set(model, [2]counts{s.stats.of(model, v.stable.version).cumulative(), s.stats.of(model, st.Canary).cumulative()})
+}
+
+// ObserveEvents counts feedback events (impressions, clicks, conversions) against
+// the model version that produced the recommendation, once per event id.
+func (s *Server) ObserveEvents(evs []*recservev1.Event) {
+	now := s.opts.Clock()
+	for _, e := range evs {
+		if e.GetModelVersion() == "" || !s.stats.firstTime(e.GetEventId()) {
+			continue
+		}
+		model := e.GetModel()
+		if model == "" {
+			v, err := s.view("")
+			if err != nil {
+				continue
+			}
+			model = v.name
+		}
+		s.stats.feedback(model, e.GetModelVersion(), now, e.GetType())
 	}
 }
 

@@ -140,7 +140,7 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 	start("registry watcher", func() error { return srv.Run(runCtx) })
 	start("grpc", func() error { return g.Serve(grpcLis) })
 	if len(rt.brokers) > 0 {
-		start("event consumer", func() error { return rt.consume(runCtx, log) })
+		start("event consumer", func() error { return rt.consume(runCtx, log, srv) })
 	}
 	addrs := Addrs{GRPC: grpcLis.Addr().String(), Kafka: rt.brokers}
 	if httpSrv != nil {

@@ -67,13 +67,14 @@ func (rt *realtime) sink() server.EventSink {
 
 // consume applies the event stream to the online store until ctx is done. A store
 // outage holds the batch (and its offsets) and retries, so nothing is lost.
-func (rt *realtime) consume(ctx context.Context, log *slog.Logger) error {
+func (rt *realtime) consume(ctx context.Context, log *slog.Logger, srv *server.Server) error {
 	cfg := events.ConsumerConfig{Brokers: rt.brokers, Topic: rt.topic, Group: rt.group}
 	return events.Consume(ctx, cfg, log, func(ctx context.Context, evs []*recservev1.Event) error {
 		backoff := 10 * time.Millisecond
 		for {
 			_, err := rt.store.Record(ctx, evs)
 			if err == nil {
+				srv.ObserveEvents(evs)
 				return nil
 			}
 			log.Warn("online store: applying events failed; retrying", "err", err, "events", len(evs))
