@@ -19,15 +19,17 @@ Usage:
   recserve train  [flags]   train embeddings from an interaction file and publish a version
   recserve eval   [flags]   train on one file, report recall@K and ndcg@K on another
   recserve demo   [flags]   generate sample data, train, publish and serve it
+  recserve models <action>  list, inspect, canary, promote, roll back and pin model versions
 
 Run "recserve <command> -h" for the flags of a command.
 `
 
 var commands = map[string]func(ctx context.Context, args []string) error{
-	"serve": runServe,
-	"train": runTrain,
-	"eval":  runEval,
-	"demo":  runDemo,
+	"serve":  runServe,
+	"train":  runTrain,
+	"eval":   runEval,
+	"demo":   runDemo,
+	"models": runModels,
 }
 
 func main() {
