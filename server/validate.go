@@ -75,14 +75,14 @@ func validateRecommend(r *recservev1.RecommendRequest) (int, error) {
 	if err := validateID("user_id", r.GetUserId()); err != nil {
 		return 0, err
 	}
-	return validateCommon(r.GetModel(), r.N, r.GetFilter())
+	return validateCommon(r.GetModel(), r.GetVersion(), r.N, r.GetFilter())
 }
 
 func validateSimilar(r *recservev1.SimilarItemsRequest) (int, error) {
 	if err := validateID("item_id", r.GetItemId()); err != nil {
 		return 0, err
 	}
-	return validateCommon(r.GetModel(), r.N, r.GetFilter())
+	return validateCommon(r.GetModel(), r.GetVersion(), r.N, r.GetFilter())
 }
 
 func validateBatch(r *recservev1.BatchRecommendRequest) (int, error) {
@@ -95,12 +95,17 @@ func validateBatch(r *recservev1.BatchRecommendRequest) (int, error) {
 			return 0, err
 		}
 	}
-	return validateCommon(r.GetModel(), r.N, r.GetFilter())
+	return validateCommon(r.GetModel(), r.GetVersion(), r.N, r.GetFilter())
 }
 
-func validateCommon(model string, n *int32, f *recservev1.Filter) (int, error) {
+func validateCommon(model, version string, n *int32, f *recservev1.Filter) (int, error) {
 	if err := validateModel(model); err != nil {
 		return 0, err
+	}
+	if version != "" {
+		if err := validateID("version", version); err != nil {
+			return 0, err
+		}
 	}
 	if err := validateFilter(f); err != nil {
 		return 0, err
