@@ -3,26 +3,44 @@ package trainer
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/floats"
+	"gonum.org/v1/gonum/lapack/lapack64"
+	"gonum.org/v1/gonum/mat"
 )
 
 // Folder computes user vectors for users the model was not trained on (or
 // whose interactions changed) with the exact iALS user update against fixed
-// item vectors. Building it computes the item Gramian once, so each FoldIn
-// costs O(n·Dim² + Dim³) for n items. A Folder is safe for concurrent use.
+// item vectors. Building it computes the item Gramian α0·YᵀY and its
+// eigendecomposition Q·diag(e)·Qᵀ once (O(|items|·Dim² + Dim³)). A user
+// with n items then costs O(n·Dim² + n²·Dim + n³) through the Woodbury
+// identity in the eigenbasis, where (α0·YᵀY + λI)⁻¹ is diagonal, or
+// O(n·Dim² + Dim³) through a Cholesky factorization when n ≥ Dim/2. A
+// Folder is safe for concurrent use.
 type Folder struct {
-	dim    int
-	nItems int
-	items  []float32
-	gram   []float64 // Unobserved·YᵀY, full dim×dim
-	opts   Options
-	pool   sync.Pool // *foldScratch
+	dim     int
+	nItems  int
+	items   []float32
+	gram    []float64 // α0·YᵀY, full dim×dim
+	eig     []float64 // eigenvalues of gram, clamped at 0
+	q       []float64 // eigenvectors of gram: column j belongs to eig[j]
+	qPacked []float64 // Qᵀ packed for mulGram, which then multiplies by Q
+	opts    Options
+	pool    sync.Pool // *foldScratch
 }
 
 type foldScratch struct {
-	ys, c, a, x []float64
-	pairs       []foldPair
+	ys, yt, c, a, x []float64
+	bt, z, dinv, xt []float64
+	tmp             []float64
+	m, w            []float64
+	pairs           []foldPair
+	sv              *solver
 }
 
 type foldPair struct {
@@ -44,10 +62,29 @@ func NewFolder(itemVectors []float32, dim int, opts Options) *Folder {
 		panic(err)
 	}
 	n := len(itemVectors) / dim
-	// One goroutine: a Folder is typically built while serving.
-	gram, _ := gramian(context.Background(), 1, toFloat64(itemVectors), n, dim, opts.Unobserved)
+	gram, _ := gramian(context.Background(), opts.workers(), toFloat64(itemVectors), n, dim, opts.Unobserved)
 	f := &Folder{dim: dim, nItems: n, items: itemVectors, gram: gram, opts: opts}
-	f.pool.New = func() any { return &foldScratch{a: make([]float64, dim*dim), x: make([]float64, dim)} }
+	var es mat.EigenSym
+	if es.Factorize(mat.NewSymDense(dim, slices.Clone(gram)), true) {
+		f.eig = es.Values(nil)
+		for j, e := range f.eig {
+			f.eig[j] = max(e, 0)
+		}
+		var q mat.Dense
+		es.VectorsTo(&q)
+		f.q = q.RawMatrix().Data
+		var qt mat.Dense
+		qt.CloneFrom(q.T())
+		f.qPacked = packGram(qt.RawMatrix().Data, dim)
+	}
+	f.pool.New = func() any {
+		return &foldScratch{
+			a: make([]float64, dim*dim), x: make([]float64, dim),
+			bt: make([]float64, dim), z: make([]float64, dim), dinv: make([]float64, dim), xt: make([]float64, dim),
+			tmp: make([]float64, dim),
+			sv:  newSolver(dim),
+		}
+	}
 	return f
 }
 
@@ -102,7 +139,11 @@ func (f *Folder) FoldIn(items []int32, weights []float32) []float32 {
 		sc.c[j] = max(0, f.opts.Alpha*float64(p.w)) // negative weights count as 0
 	}
 	lambda := f.opts.lambda(m, f.nItems)
-	if !solveExact(sc.x, f.gram, k, lambda, f.opts.Unobserved, sc.ys, sc.c, sc.a) {
+	if 2*m < k && f.q != nil {
+		if !f.woodbury(sc, m, lambda) {
+			return out
+		}
+	} else if !solveExact(sc.x, f.gram, k, lambda, f.opts.Unobserved, sc.ys, sc.c, sc.a) {
 		// Not reachable for valid options (Reg > 0 makes the system
 		// positive definite) unless the vectors hold NaN or Inf.
 		return out
@@ -118,4 +159,59 @@ func (f *Folder) FoldIn(items []int32, weights []float32) []float32 {
 // to serve many requests.
 func FoldIn(itemVectors []float32, dim int, items []int32, weights []float32, opts Options) []float32 {
 	return NewFolder(itemVectors, dim, opts).FoldIn(items, weights)
+}
+
+// woodbury solves the user system for the m gathered rows sc.ys with
+// confidences sc.c into sc.x. With G = α0·YᵀY = Q·diag(e)·Qᵀ, D = diag(e)
+// + λI and U = C^½·Y_S·Q, the system in the eigenbasis is
+// (D + UᵀU)·x̃ = b̃ with b̃ = Qᵀ·Y_Sᵀ·(α0 + c), and
+//
+//	(D + UᵀU)⁻¹ = D⁻¹ − D⁻¹Uᵀ(I + U·D⁻¹·Uᵀ)⁻¹·U·D⁻¹,
+//
+// which needs only an m×m factorization; x = Q·x̃.
+func (f *Folder) woodbury(sc *foldScratch, m int, lambda float64) bool {
+	k := f.dim
+	a0 := f.opts.Unobserved
+	sc.yt = slices.Grow(sc.yt[:0], m*k)[:m*k]
+	for lo := 0; lo < m; lo += blockRows {
+		n := min(blockRows, m-lo)
+		sc.sv.mulGram(sc.yt[lo*k:(lo+n)*k], sc.ys[lo*k:(lo+n)*k], n, f.qPacked)
+	}
+	for j := range k {
+		sc.dinv[j] = 1 / (f.eig[j] + lambda)
+	}
+	clear(sc.bt)
+	for i := range m {
+		row := sc.yt[i*k : (i+1)*k]
+		floats.AddScaled(sc.bt, a0+sc.c[i], row)
+		floats.Scale(math.Sqrt(sc.c[i]), row) // row becomes u_i
+	}
+	floats.MulTo(sc.z, sc.dinv, sc.bt)
+	// M = I + U·D⁻¹·Uᵀ (upper triangle) and w = U·z.
+	sc.m = slices.Grow(sc.m[:0], m*m)[:m*m]
+	sc.w = slices.Grow(sc.w[:0], m)[:m]
+	for i := range m {
+		ui := sc.yt[i*k : (i+1)*k]
+		floats.MulTo(sc.tmp, ui, sc.dinv)
+		for l := i; l < m; l++ {
+			sc.m[i*m+l] = floats.Dot(sc.tmp, sc.yt[l*k:(l+1)*k])
+		}
+		sc.m[i*m+i]++
+		sc.w[i] = floats.Dot(ui, sc.z)
+	}
+	t, ok := lapack64.Potrf(blas64.Symmetric{Uplo: blas.Upper, N: m, Stride: m, Data: sc.m})
+	if !ok {
+		return false
+	}
+	lapack64.Potrs(t, blas64.General{Rows: m, Cols: 1, Stride: 1, Data: sc.w})
+	// x̃ = z − D⁻¹·Uᵀ·v, then x = Q·x̃.
+	clear(sc.xt)
+	for i := range m {
+		floats.AddScaled(sc.xt, sc.w[i], sc.yt[i*k:(i+1)*k])
+	}
+	floats.Mul(sc.xt, sc.dinv)
+	floats.SubTo(sc.xt, sc.z, sc.xt)
+	blas64.Gemv(blas.NoTrans, 1, blas64.General{Rows: k, Cols: k, Stride: k, Data: f.q},
+		blas64.Vector{N: k, Inc: 1, Data: sc.xt}, 0, blas64.Vector{N: k, Inc: 1, Data: sc.x})
+	return true
 }

@@ -59,6 +59,8 @@ func TestFoldInMatchesUserSweep(t *testing.T) {
 	}
 }
 
+// Users with fewer than k/2 items take the Woodbury path, the others the
+// Cholesky path; both must match the textbook dense solution.
 func TestFoldInMatchesDenseSolution(t *testing.T) {
 	rng := rand.New(rand.NewPCG(4, 4))
 	const k, items = 7, 30
@@ -130,9 +132,14 @@ func TestNewFolderPanicsOnBadShape(t *testing.T) {
 }
 
 // BenchmarkFoldIn folds in a user with 50 items against 64-dimensional
-// vectors of 20,000 items.
-func BenchmarkFoldIn(b *testing.B) {
-	const dim, nItems, n = 64, 20000, 50
+// vectors of 20,000 items; BenchmarkFoldInDefault does the same at the
+// default dimension.
+func BenchmarkFoldIn(b *testing.B) { benchFoldIn(b, 64, 50) }
+
+func BenchmarkFoldInDefault(b *testing.B) { benchFoldIn(b, DefaultOptions().Factors, 50) }
+
+func benchFoldIn(b *testing.B, dim, n int) {
+	const nItems = 20000
 	rng := rand.New(rand.NewPCG(1, 1))
 	y := make([]float32, nItems*dim)
 	for i := range y {

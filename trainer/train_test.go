@@ -147,6 +147,16 @@ func TestTrainShapesAndEmptyRows(t *testing.T) {
 	}
 }
 
+func TestTrainEmpty(t *testing.T) {
+	m, err := Train(context.Background(), NewDataset(), smallOptions())
+	if err != nil || m.NumUsers() != 0 || m.NumItems() != 0 {
+		t.Fatalf("Train(empty) = %+v, %v", m, err)
+	}
+	if got := Evaluate(m, NewDataset(), NewDataset(), 20); got.Users != 0 {
+		t.Fatalf("Evaluate(empty) = %+v", got)
+	}
+}
+
 func TestTrainHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

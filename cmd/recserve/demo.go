@@ -46,8 +46,8 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("demo: %d users, %d items, %d events in %s\n", *users, *items, len(data.Events), *dir)
 
-	job := trainJob{Input: eventsPath, Items: itemsPath, Registry: filepath.Join(*dir, "registry"), Model: "demo", Options: *opts}
-	version, err := job.run(ctx)
+	job := publishJob{Registry: filepath.Join(*dir, "registry"), Model: "demo", Options: *opts}
+	version, err := trainFile(ctx, eventsPath, itemsPath, job)
 	if err != nil {
 		return err
 	}

@@ -17,9 +17,16 @@ const usage = `recserve — recommendation serving
 Usage:
   recserve serve  [flags]   serve models from a registry over gRPC and REST
   recserve train  [flags]   train embeddings from an interaction file and publish a version
+  recserve trainer [flags]  consume events into a durable log, retrain and publish versions as they come
   recserve eval   [flags]   train on one file, report recall@K and ndcg@K on another
+  recserve tune   [flags]   search hyperparameters on a validation split, optionally publish the best
   recserve demo   [flags]   generate sample data, train, publish and serve it
   recserve models <action>  list, inspect, canary, promote, roll back and pin model versions
+
+Client commands (call a running server, print JSON):
+  recserve recommend -user U [-n 10] [-model M] [-addr 127.0.0.1:9090]   a user's recommendations
+  recserve similar   -item I [-n 10] [-model M] [-addr 127.0.0.1:9090]   items similar to an item
+  recserve events    -user U -item I -type purchase [-addr ...]         record an interaction event
 
 Run "recserve <command> -h" for the flags of a command.
 `
@@ -28,8 +35,14 @@ var commands = map[string]func(ctx context.Context, args []string) error{
 	"serve":  runServe,
 	"train":  runTrain,
 	"eval":   runEval,
+	"tune":   runTune,
 	"demo":   runDemo,
 	"models": runModels,
+
+	"trainer":   runTrainer,
+	"recommend": runRecommend,
+	"similar":   runSimilar,
+	"events":    runEvents,
 }
 
 func main() {
