@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,8 +108,7 @@ func (j trainerJob) run(ctx context.Context, log *slog.Logger) error {
 			return err
 		}
 	}
-	reg, err := registry.Open(j.Registry)
-	if err != nil {
+	if _, err := registry.Open(j.Registry); err != nil { // fail at start, not at the first retrain
 		return err
 	}
 	el, err := eventlog.Open(j.LogDir)
@@ -122,7 +120,7 @@ func (j trainerJob) run(ctx context.Context, log *slog.Logger) error {
 		log.Warn("event log: truncated the torn end of an append cut short", "bytes", torn)
 	}
 
-	r := &retrainer{job: j, log: log, el: el, reg: reg, catalog: catalog, kick: make(chan struct{}, 1)}
+	r := &retrainer{job: j, log: log, el: el, catalog: catalog, kick: make(chan struct{}, 1)}
 	trained := readTrainerState(j.LogDir, j.Model, log)
 	r.pending.Store(int64(max(0, el.Len()-trained)))
 	log.Info("trainer started", "events", el.Len(), "untrained", r.pending.Load(),
@@ -149,7 +147,6 @@ type retrainer struct {
 	job     trainerJob
 	log     *slog.Logger
 	el      *eventlog.Log
-	reg     *registry.FS
 	catalog []registry.Item
 
 	pending atomic.Int64  // events stored since the last published training began
@@ -234,7 +231,8 @@ func (r *retrainer) retrain(ctx context.Context) error {
 	var version string
 	if err == nil {
 		metrics := map[string]float64{"events": float64(stored), "interactions": float64(d.NumInteractions())}
-		version, err = trainAndPublish(ctx, r.reg, r.job.Model, d, r.catalog, r.job.Options, metrics)
+		pj := publishJob{Registry: r.job.Registry, Model: r.job.Model, Catalog: r.catalog, Options: r.job.Options, Metrics: metrics}
+		version, err = pj.run(ctx, d)
 	}
 	if err != nil {
 		r.pending.Add(took)
@@ -249,23 +247,6 @@ func (r *retrainer) retrain(ctx context.Context) error {
 		r.job.published(version)
 	}
 	return nil
-}
-
-// trainAndPublish trains on d and publishes the model, with item metadata from
-// catalog and the given metrics added to train_seconds, as the next version of
-// model in reg. trainJob.run does the same for a dataset read from a file.
-func trainAndPublish(ctx context.Context, reg *registry.FS, model string, d *trainer.Dataset, catalog []registry.Item, opts trainer.Options, metrics map[string]float64) (string, error) {
-	start := time.Now()
-	m, err := trainer.Train(ctx, d, opts)
-	if err != nil {
-		return "", err
-	}
-	b := trainer.Bundle(d, m, catalog)
-	b.Manifest.Model = model
-	b.Manifest.Metrics = map[string]float64{"train_seconds": time.Since(start).Seconds()}
-	maps.Copy(b.Manifest.Metrics, metrics)
-	b.Manifest.Params = opts.Params()
-	return reg.Publish(b)
 }
 
 // trainerState records the last published training, so that a restarted
