@@ -47,7 +47,7 @@ func startRealtime(cfg Config) (*realtime, error) {
 		rt.embedded, rt.brokers = emb, emb.Addrs()
 	}
 	if len(rt.brokers) > 0 {
-		p, err := events.NewProducer(events.ProducerConfig{Brokers: rt.brokers, Topic: cfg.Topic})
+		p, err := events.NewProducer(events.ProducerConfig{Brokers: rt.brokers, Topic: cfg.Topic, Logger: cfg.Logger})
 		if err != nil {
 			rt.close()
 			return nil, err
