@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/recserve/recserve/auth"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 )
 
@@ -25,7 +26,14 @@ var OpenAPI []byte
 // /v1/... as generated from the proto's HTTP rules, /healthz from grpc.health.v1,
 // /openapi.json the API document.
 func New(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
-	mux := runtime.NewServeMux()
+	// Credentials reach the server as gRPC metadata: Authorization is forwarded by
+	// default, X-Api-Key by this matcher.
+	mux := runtime.NewServeMux(runtime.WithIncomingHeaderMatcher(func(k string) (string, bool) {
+		if md, ok := auth.GatewayHeader(k); ok {
+			return md, true
+		}
+		return runtime.DefaultHeaderMatcher(k)
+	}))
 	if err := recservev1.RegisterRecommendServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("gateway: register: %w", err)
 	}

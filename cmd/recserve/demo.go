@@ -19,9 +19,12 @@ func runDemo(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "where to write the sample data and registry (default: a new temporary directory)")
 	users := fs.Int("users", 2000, "sample users")
 	items := fs.Int("items", 1500, "sample items")
-	serveFlags(fs, &cfg)
+	finish := serveFlags(fs, &cfg)
 	opts := trainFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := finish(); err != nil {
 		return err
 	}
 	if !isSet(fs, "factors") {
@@ -54,7 +57,8 @@ func runDemo(ctx context.Context, args []string) error {
 	fmt.Printf("demo: trained and published model %q version %s\n", job.Model, version)
 
 	cfg.RegistryDir = job.Registry
-	cfg.EmbeddedKafka = true // without -kafka, an in-process broker carries the events
+	cfg.EmbeddedKafka = true                                                       // without -kafka, an in-process broker carries the events
+	cfg.Security.Plaintext = cfg.Security.Plaintext || cfg.Security.CertFile == "" // a local demo, unless given a certificate
 	user, item := data.Events[0].UserID, data.Items[0].ID
 	return daemon.Run(ctx, cfg, func(a daemon.Addrs) {
 		fmt.Printf(`

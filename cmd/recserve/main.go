@@ -22,6 +22,7 @@ Usage:
   recserve tune   [flags]   search hyperparameters on a validation split, optionally publish the best
   recserve demo   [flags]   generate sample data, train, publish and serve it
   recserve models <action>  list, inspect, canary, promote, roll back and pin model versions
+  recserve apikey [flags]   make an API key and the line that configures it
 
 Client commands (call a running server, print JSON):
   recserve recommend -user U [-n 10] [-model M] [-addr 127.0.0.1:9090]   a user's recommendations
@@ -38,6 +39,7 @@ var commands = map[string]func(ctx context.Context, args []string) error{
 	"tune":   runTune,
 	"demo":   runDemo,
 	"models": runModels,
+	"apikey": runAPIKey,
 
 	"trainer":   runTrainer,
 	"recommend": runRecommend,

@@ -11,8 +11,9 @@ import (
 	"github.com/recserve/recserve/internal/daemon"
 )
 
-// serveFlags registers the flags shared by serve and demo.
-func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) {
+// serveFlags registers the flags shared by serve and demo. The returned function
+// finishes the configuration after parsing.
+func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) func() error {
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "gRPC listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", `REST gateway listen address ("off" disables it)`)
 	fs.StringVar(&cfg.DefaultModel, "default-model", "", "model for requests that name none (default: the only served model)")
@@ -35,6 +36,7 @@ func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) {
 		return nil
 	})
 	fs.StringVar(&cfg.Topic, "topic", "interactions", "Kafka topic of interaction events")
+	return securityFlags(fs, &cfg.Security)
 }
 
 func runServe(ctx context.Context, args []string) error {
@@ -42,8 +44,11 @@ func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.RegistryDir, "registry", "./registry-data", "registry root directory")
 	models := fs.String("models", "", "comma-separated models to serve (default: every model in the registry)")
-	serveFlags(fs, &cfg)
+	finish := serveFlags(fs, &cfg)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := finish(); err != nil {
 		return err
 	}
 	if *models != "" {

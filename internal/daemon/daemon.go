@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/recserve/recserve/gateway"
 	"github.com/recserve/recserve/index"
@@ -44,6 +43,8 @@ type Config struct {
 	EmbeddedKafka bool
 	// Topic of interaction events (default "interactions").
 	Topic string
+	// Security: TLS, authentication, rate and in-flight limits.
+	Security Security
 }
 
 // Addrs are the addresses the daemon listens on, known once it is up.
@@ -74,6 +75,10 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 		cfg.Topic = "interactions"
 	}
 	log := cfg.Logger
+	sec, err := cfg.Security.build(log)
+	if err != nil {
+		return err
+	}
 	reg, err := registry.Open(cfg.RegistryDir)
 	if err != nil {
 		return err
@@ -99,13 +104,13 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 	if err != nil {
 		return fmt.Errorf("grpc listen: %w", err)
 	}
-	g := server.NewGRPCServer(srv)
+	g := server.NewGRPCServer(srv, sec.grpcOpts...)
 
 	var httpSrv *http.Server
 	var httpLis net.Listener
 	var conn *grpc.ClientConn
 	if cfg.HTTPAddr != "off" {
-		conn, err = grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err = grpc.NewClient(sec.gatewayTarget(grpcLis), grpc.WithTransportCredentials(sec.gateway))
 		if err != nil {
 			grpcLis.Close()
 			return fmt.Errorf("gateway client: %w", err)
@@ -120,7 +125,8 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 			grpcLis.Close()
 			return fmt.Errorf("http listen: %w", err)
 		}
-		httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, TLSConfig: sec.serverTLS,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -146,7 +152,11 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 	if httpSrv != nil {
 		addrs.HTTP = httpLis.Addr().String()
 		start("http", func() error {
-			if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			serve := func() error { return httpSrv.Serve(httpLis) }
+			if sec.serverTLS != nil {
+				serve = func() error { return httpSrv.ServeTLS(httpLis, "", "") }
+			}
+			if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil

@@ -61,6 +61,7 @@ func startDaemon(t testing.TB, mods ...func(*Config)) (Addrs, *sampledata.Data) 
 	cfg := Config{
 		RegistryDir: reg.Root(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		PollInterval: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Security: Security{Plaintext: true},
 	}
 	for _, mod := range mods {
 		mod(&cfg)
@@ -77,6 +78,7 @@ func startDaemon(t testing.TB, mods ...func(*Config)) (Addrs, *sampledata.Data) 
 		if err := <-done; err != nil {
 			t.Errorf("daemon stop: %v", err)
 		}
+		http.DefaultClient.CloseIdleConnections() // the tests' keep-alive connections to it
 	})
 	return addrs, data
 }
@@ -254,7 +256,7 @@ func TestGRPC(t *testing.T) {
 
 func TestRunFailsOnBusyPort(t *testing.T) {
 	addrs, _ := startDaemon(t)
-	err := Run(context.Background(), Config{RegistryDir: t.TempDir(), GRPCAddr: addrs.GRPC, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
+	err := Run(context.Background(), Config{RegistryDir: t.TempDir(), GRPCAddr: addrs.GRPC, Security: Security{Plaintext: true}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
 	if err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("Run on a busy port: %v", err)
 	}
