@@ -32,28 +32,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // daemon on loopback ports chosen by the kernel.
 func startDaemon(t testing.TB, mods ...func(*Config)) (Addrs, *sampledata.Data) {
 	t.Helper()
-	dir := t.TempDir()
 	data := sampledata.Generate(sampledata.Options{Users: 300, Items: 240, Seed: 3})
-	d := trainer.NewDataset()
-	for _, e := range data.Events {
-		w, _ := trainer.EventWeight(e.Type)
-		d.Add(e.UserID, e.ItemID, w)
-	}
-	opts := trainer.DefaultOptions()
-	opts.Factors, opts.Iterations = 16, 4
-	m, err := trainer.Train(context.Background(), d, opts)
+	reg, err := registry.Open(filepath.Join(t.TempDir(), "registry"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := trainer.Bundle(d, m, data.Items)
-	b.Manifest.Model = "demo"
-	reg, err := registry.Open(filepath.Join(dir, "registry"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.Publish(b); err != nil {
-		t.Fatal(err)
-	}
+	publishSample(t, reg, data, 1)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan Addrs, 1)
@@ -81,6 +65,29 @@ func startDaemon(t testing.TB, mods ...func(*Config)) (Addrs, *sampledata.Data) 
 		http.DefaultClient.CloseIdleConnections() // the tests' keep-alive connections to it
 	})
 	return addrs, data
+}
+
+// publishSample trains a small model on data and publishes it.
+func publishSample(t testing.TB, reg *registry.FS, data *sampledata.Data, seed int64) string {
+	t.Helper()
+	d := trainer.NewDataset()
+	for _, e := range data.Events {
+		w, _ := trainer.EventWeight(e.Type)
+		d.Add(e.UserID, e.ItemID, w)
+	}
+	opts := trainer.DefaultOptions()
+	opts.Factors, opts.Iterations, opts.Seed = 16, 4, seed
+	m, err := trainer.Train(context.Background(), d, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := trainer.Bundle(d, m, data.Items)
+	b.Manifest.Model = "demo"
+	v, err := reg.Publish(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func getJSON(t testing.TB, rawURL string, out any) int {
