@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -243,6 +244,12 @@ func (s *Server) modelStatus(name string) (*recservev1.ModelStatus, error) {
 	if v != nil {
 		out.StableVersion = v.stable.version
 	}
+	for key, why := range s.models.failures() {
+		if model, version, _ := strings.Cut(key, "/"); model == name {
+			out.LoadErrors = append(out.LoadErrors, version+": "+why)
+		}
+	}
+	slices.Sort(out.LoadErrors)
 	if p := st.Policy; p != nil {
 		out.Policy = &recservev1.RolloutPolicy{
 			Steps: p.Steps, HoldSeconds: p.Hold.Seconds(), MinImpressions: p.MinImpressions, CtrMargin: p.CTRMargin,

@@ -417,7 +417,10 @@ type ModelStatus struct {
 	PolicyStep     int32                  `protobuf:"varint,8,opt,name=policy_step,json=policyStep,proto3" json:"policy_step,omitempty"`
 	Decisions      []*RolloutDecision     `protobuf:"bytes,9,rep,name=decisions,proto3" json:"decisions,omitempty"`
 	// Labels that name versions not loaded yet, waiting for them.
-	Waiting       []string `protobuf:"bytes,10,rep,name=waiting,proto3" json:"waiting,omitempty"`
+	Waiting []string `protobuf:"bytes,10,rep,name=waiting,proto3" json:"waiting,omitempty"`
+	// Versions that could not be loaded (corrupt, unreadable) and why; the served
+	// versions keep serving.
+	LoadErrors    []string `protobuf:"bytes,11,rep,name=load_errors,json=loadErrors,proto3" json:"load_errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -518,6 +521,13 @@ func (x *ModelStatus) GetDecisions() []*RolloutDecision {
 func (x *ModelStatus) GetWaiting() []string {
 	if x != nil {
 		return x.Waiting
+	}
+	return nil
+}
+
+func (x *ModelStatus) GetLoadErrors() []string {
+	if x != nil {
+		return x.LoadErrors
 	}
 	return nil
 }
@@ -1143,7 +1153,7 @@ const file_recserve_v1_admin_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12%\n" +
 	"\x0ecanary_percent\x18\x04 \x01(\x01R\rcanaryPercent\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xa4\x03\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xc5\x03\n" +
 	"\vModelStatus\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12%\n" +
 	"\x0estable_version\x18\x02 \x01(\tR\rstableVersion\x12%\n" +
@@ -1156,7 +1166,9 @@ const file_recserve_v1_admin_proto_rawDesc = "" +
 	"policyStep\x12:\n" +
 	"\tdecisions\x18\t \x03(\v2\x1c.recserve.v1.RolloutDecisionR\tdecisions\x12\x18\n" +
 	"\awaiting\x18\n" +
-	" \x03(\tR\awaiting\"\x13\n" +
+	" \x03(\tR\awaiting\x12\x1f\n" +
+	"\vload_errors\x18\v \x03(\tR\n" +
+	"loadErrors\"\x13\n" +
 	"\x11ListModelsRequest\"F\n" +
 	"\x12ListModelsResponse\x120\n" +
 	"\x06models\x18\x01 \x03(\v2\x18.recserve.v1.ModelStatusR\x06models\"'\n" +
