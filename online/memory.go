@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/recserve/recserve/events"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 )
 
@@ -69,7 +70,7 @@ func (m *Memory) Record(_ context.Context, evs []*recservev1.Event) (int, error)
 			u.seen[e.GetItemId()] = struct{}{}
 			m.pop[e.GetItemId()] += e.GetWeight()
 		}
-		u.counts[typeName(e.GetType())]++
+		u.counts[events.TypeName(e.GetType())]++
 		u.gen++
 	}
 	return applied, nil

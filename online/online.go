@@ -40,19 +40,3 @@ type User struct {
 func isInteraction(t recservev1.EventType) bool {
 	return t != recservev1.EventType_EVENT_TYPE_IMPRESSION && t != recservev1.EventType_EVENT_TYPE_UNSPECIFIED
 }
-
-// typeName is the short name of an event type used in counters ("purchase").
-func typeName(t recservev1.EventType) string {
-	name := t.String()
-	const prefix = "EVENT_TYPE_"
-	if len(name) > len(prefix) {
-		name = name[len(prefix):]
-	}
-	b := []byte(name)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/recserve/recserve/events"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 )
 
@@ -143,7 +144,7 @@ func (r *Redis) Record(ctx context.Context, evs []*recservev1.Event) (int, error
 			inter = "1"
 		}
 		args = append(args, e.GetEventId(), e.GetUserId(), e.GetItemId(),
-			strconv.FormatFloat(e.GetWeight(), 'g', -1, 64), typeName(e.GetType()), inter)
+			strconv.FormatFloat(e.GetWeight(), 'g', -1, 64), events.TypeName(e.GetType()), inter)
 	}
 	n, err := recordScript.Run(ctx, r.rdb, nil, args...).Int()
 	if err := r.observe(err); err != nil {

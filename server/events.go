@@ -35,5 +35,6 @@ func (e *eventService) RecordEvents(ctx context.Context, req *recservev1.RecordE
 	if err := e.s.opts.Events.Produce(ctx, evs); err != nil {
 		return nil, toStatus(err)
 	}
+	e.s.countEvents(ctx, evs)
 	return &recservev1.RecordEventsResponse{Accepted: int32(len(evs))}, nil
 }

@@ -21,7 +21,7 @@ const MaxRecvMsgSize = 4 << 20
 func NewGRPCServer(s *Server, extra ...grpc.ServerOption) *grpc.Server {
 	opts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
-		grpc.ChainUnaryInterceptor(s.recoverUnary),
+		grpc.ChainUnaryInterceptor(s.measureUnary, s.recoverUnary),
 	}, extra...)
 	g := grpc.NewServer(opts...)
 	recservev1.RegisterRecommendServiceServer(g, s)

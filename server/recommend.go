@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/recserve/recserve/index"
@@ -26,6 +28,7 @@ func (s *Server) Recommend(ctx context.Context, req *recservev1.RecommendRequest
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	markServed(ctx, snap)
 	q := userQuery{id: req.GetUserId(), online: s.onlineUser(ctx, req.GetUserId()), includeSeen: req.GetIncludeSeen()}
 	resp, err := s.recommend(ctx, snap, q, n, req)
 	s.stats.request(snap.model, snap.version, s.opts.Clock(), time.Since(start), err != nil)
@@ -54,6 +57,8 @@ func (s *Server) recommend(ctx context.Context, snap *snapshot, q userQuery, n i
 	resp.RequestId = s.requestID()
 	return resp, nil
 }
+
+var recommendRPC = metric.WithAttributes(attribute.String("rpc", "Recommend"))
 
 // maxShadows bounds shadow requests in flight; more are dropped, never queued.
 const maxShadows = 4
@@ -103,6 +108,7 @@ func (s *Server) BatchRecommend(ctx context.Context, req *recservev1.BatchRecomm
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	markServed(ctx, top)
 	resp := &recservev1.BatchRecommendResponse{Model: top.model, ModelVersion: top.version, RequestId: s.requestID()}
 	for _, user := range req.GetUserIds() {
 		if err := ctx.Err(); err != nil {
@@ -129,6 +135,7 @@ func (s *Server) SimilarItems(ctx context.Context, req *recservev1.SimilarItemsR
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	markServed(ctx, snap)
 	row, ok := snap.itemRow[req.GetItemId()]
 	if !ok {
 		return nil, toStatus(&notFound{field: "item_id", value: req.GetItemId(), err: errItemNotFound})
@@ -174,6 +181,10 @@ func (s *Server) cached(ctx context.Context, key string) *recservev1.RecommendRe
 		return nil
 	}
 	b, ok, err := s.opts.Online.CacheGet(ctx, key)
+	s.metrics.cacheReqs.Add(ctx, 1, recommendRPC)
+	if ok {
+		s.metrics.cacheHits.Add(ctx, 1, recommendRPC)
+	}
 	if err != nil {
 		s.degraded.report(s.log, "response cache unavailable", err)
 		return nil

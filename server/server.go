@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/online"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
@@ -53,6 +55,8 @@ type Options struct {
 	KeepVersions int
 	// Clock returns the time (default time.Now); tests drive rollouts with it.
 	Clock func() time.Time
+	// Meter records the metrics of deploy/METRICS.md (default: none).
+	Meter metric.Meter
 }
 
 // OnlineStore is the real-time state the server reads and the event consumer writes
@@ -86,6 +90,7 @@ type Server struct {
 	shadowSem chan struct{}
 	baselines baselines
 	kick      chan struct{} // asks Run for an early refresh
+	metrics   *instruments
 }
 
 // New returns a Server that serves nothing until Start or Run has loaded a version.
@@ -114,6 +119,10 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, log: opts.Logger, health: health.NewServer(), reqPrefix: hex.EncodeToString(p[:]), stats: newStats(), shadowSem: make(chan struct{}, maxShadows), kick: make(chan struct{}, 1)}
 	s.models = newModels(opts, s.updateHealth)
+	var err error
+	if s.metrics, err = newInstruments(opts.Meter, s); err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
 	s.updateHealth()
 	return s, nil
 }

@@ -12,6 +12,11 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
 	"github.com/recserve/recserve/gateway"
@@ -45,6 +50,10 @@ type Config struct {
 	Topic string
 	// Security: TLS, authentication, rate and in-flight limits.
 	Security Security
+	// TracerProvider receives spans of REST requests, gRPC calls (server and the
+	// gateway's client side) with W3C trace context propagated between them; nil
+	// records none.
+	TracerProvider trace.TracerProvider
 }
 
 // Addrs are the addresses the daemon listens on, known once it is up.
@@ -83,6 +92,11 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 	if err != nil {
 		return err
 	}
+	tel, err := newTelemetry()
+	if err != nil {
+		return err
+	}
+	defer tel.close()
 	rt, err := startRealtime(cfg)
 	if err != nil {
 		return err
@@ -91,7 +105,7 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 	srv, err := server.New(server.Options{
 		Registry: reg, Models: cfg.Models, DefaultModel: cfg.DefaultModel,
 		Index: cfg.Index, PollInterval: cfg.PollInterval, Logger: log,
-		Online: rt.store, CacheTTL: cfg.CacheTTL, Events: rt.sink(),
+		Online: rt.store, CacheTTL: cfg.CacheTTL, Events: rt.sink(), Meter: tel.meter(),
 	})
 	if err != nil {
 		return err
@@ -104,13 +118,20 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 	if err != nil {
 		return fmt.Errorf("grpc listen: %w", err)
 	}
-	g := server.NewGRPCServer(srv, sec.grpcOpts...)
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	prop := propagation.TraceContext{}
+	g := server.NewGRPCServer(srv, append(sec.grpcOpts,
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(prop))))...)
 
 	var httpSrv *http.Server
 	var httpLis net.Listener
 	var conn *grpc.ClientConn
 	if cfg.HTTPAddr != "off" {
-		conn, err = grpc.NewClient(sec.gatewayTarget(grpcLis), grpc.WithTransportCredentials(sec.gateway))
+		conn, err = grpc.NewClient(sec.gatewayTarget(grpcLis), grpc.WithTransportCredentials(sec.gateway),
+			grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(prop))))
 		if err != nil {
 			grpcLis.Close()
 			return fmt.Errorf("gateway client: %w", err)
@@ -125,7 +146,11 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 			grpcLis.Close()
 			return fmt.Errorf("http listen: %w", err)
 		}
-		httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, TLSConfig: sec.serverTLS,
+		root := http.NewServeMux()
+		root.Handle("GET /metrics", tel.handler)
+		root.Handle("/", h)
+		traced := otelhttp.NewHandler(root, "recserve-gateway", otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(prop))
+		httpSrv = &http.Server{Handler: traced, ReadHeaderTimeout: 5 * time.Second, TLSConfig: sec.serverTLS,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	}
 

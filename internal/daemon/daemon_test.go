@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -266,5 +269,73 @@ func TestRunFailsOnBusyPort(t *testing.T) {
 	err := Run(context.Background(), Config{RegistryDir: t.TempDir(), GRPCAddr: addrs.GRPC, Security: Security{Plaintext: true}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
 	if err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("Run on a busy port: %v", err)
+	}
+}
+
+func TestMetricsPerVersion(t *testing.T) {
+	addrs, data := startDaemon(t)
+	base := "http://" + addrs.HTTP
+	user := data.Events[0].UserID
+	for i := 0; i < 3; i++ {
+		getJSON(t, base+"/v1/users/"+user+"/recommendations?n=3", nil)
+	}
+	getJSON(t, base+"/v1/users/"+user+"/recommendations?n=0", nil)
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	text := string(body)
+	for _, want := range []string{
+		`recserve_requests_total{code="OK",model="demo",rpc="Recommend",version="1"} 3`,
+		`recserve_requests_total{code="INVALID_ARGUMENT",model="",rpc="Recommend",version=""} 1`,
+		`recserve_request_duration_seconds_bucket{model="demo",rpc="Recommend",version="1",le="0.005"}`,
+		`recserve_cache_requests_total{rpc="Recommend"} 3`,
+		`recserve_cache_hits_total{rpc="Recommend"} 2`,
+		`recserve_model_version_info{model="demo",role="stable",version="1"} 1`,
+		`recserve_models_loaded 1`,
+		`recserve_model_version_age_seconds{model="demo",version="1"}`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(text)
+	}
+}
+
+// TestTraceSpansGatewayAndServer follows one REST request: the gateway's HTTP
+// span, its gRPC client span and the server's gRPC span share one trace.
+func TestTraceSpansGatewayAndServer(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	addrs, data := startDaemon(t, func(c *Config) { c.TracerProvider = tp })
+	getJSON(t, "http://"+addrs.HTTP+"/v1/users/"+data.Events[0].UserID+"/recommendations?n=2", nil)
+
+	var httpSpan, serverSpan sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		switch {
+		case s.SpanKind() == oteltrace.SpanKindServer && s.Name() == "recserve.v1.RecommendService/Recommend":
+			serverSpan = s
+		case s.SpanKind() == oteltrace.SpanKindServer && strings.HasPrefix(s.Name(), "GET "):
+			httpSpan = s
+		}
+	}
+	if httpSpan == nil || serverSpan == nil {
+		var names []string
+		for _, s := range rec.Ended() {
+			names = append(names, s.SpanKind().String()+" "+s.Name())
+		}
+		t.Fatalf("spans %v: want the gateway's HTTP span and the server's gRPC span", names)
+	}
+	if httpSpan.SpanContext().TraceID() != serverSpan.SpanContext().TraceID() {
+		t.Fatalf("gateway trace %s, server trace %s: not one trace", httpSpan.SpanContext().TraceID(), serverSpan.SpanContext().TraceID())
+	}
+	if !serverSpan.Parent().IsValid() || !serverSpan.Parent().IsRemote() {
+		t.Fatalf("server span's parent %v: want the gateway's client span, across the wire", serverSpan.Parent())
 	}
 }

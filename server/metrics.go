@@ -1,0 +1,128 @@
+package server
+
+import (
+	"context"
+	"path"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/recserve/recserve/events"
+	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
+)
+
+// Metric names and labels follow deploy/METRICS.md; the Prometheus exporter adds
+// the _total and _seconds suffixes.
+
+// instruments are the server's metrics.
+type instruments struct {
+	requests   metric.Int64Counter
+	duration   metric.Float64Histogram
+	cacheReqs  metric.Int64Counter
+	cacheHits  metric.Int64Counter
+	eventsIngr metric.Int64Counter
+}
+
+// DurationBuckets are the request latency histogram's bucket bounds in seconds.
+var DurationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
+
+func newInstruments(m metric.Meter, s *Server) (*instruments, error) {
+	if m == nil {
+		m = noop.NewMeterProvider().Meter("recserve")
+	}
+	var in instruments
+	var err error
+	if in.requests, err = m.Int64Counter("recserve_requests", metric.WithDescription("gRPC requests handled")); err != nil {
+		return nil, err
+	}
+	if in.duration, err = m.Float64Histogram("recserve_request_duration", metric.WithUnit("s"),
+		metric.WithDescription("time from receiving a request to sending its response"),
+		metric.WithExplicitBucketBoundaries(DurationBuckets...)); err != nil {
+		return nil, err
+	}
+	if in.cacheReqs, err = m.Int64Counter("recserve_cache_requests", metric.WithDescription("response-cache lookups")); err != nil {
+		return nil, err
+	}
+	if in.cacheHits, err = m.Int64Counter("recserve_cache_hits", metric.WithDescription("response-cache lookups that found the response")); err != nil {
+		return nil, err
+	}
+	if in.eventsIngr, err = m.Int64Counter("recserve_events_ingested", metric.WithDescription("events acknowledged by the broker")); err != nil {
+		return nil, err
+	}
+	loaded, err := m.Int64ObservableGauge("recserve_models_loaded", metric.WithDescription("models with a loaded version that can serve"))
+	if err != nil {
+		return nil, err
+	}
+	info, err := m.Int64ObservableGauge("recserve_model_version_info", metric.WithDescription("1 for each loaded version"))
+	if err != nil {
+		return nil, err
+	}
+	age, err := m.Float64ObservableGauge("recserve_model_version_age", metric.WithUnit("s"), metric.WithDescription("time since each loaded version was published"))
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		names := s.models.names()
+		o.ObserveInt64(loaded, int64(len(names)))
+		now := time.Now()
+		for _, name := range names {
+			v, _ := s.models.get(name)
+			for ver, snap := range v.loaded {
+				role := ""
+				switch {
+				case snap == v.stable:
+					role = "stable"
+				case snap == v.canary:
+					role = "canary"
+				}
+				o.ObserveInt64(info, 1, metric.WithAttributes(attribute.String("model", name), attribute.String("version", ver), attribute.String("role", role)))
+				o.ObserveFloat64(age, now.Sub(snap.bundle.Manifest.CreatedAt).Seconds(),
+					metric.WithAttributes(attribute.String("model", name), attribute.String("version", ver)))
+			}
+		}
+		return nil
+	}, loaded, info, age)
+	return &in, err
+}
+
+// servedBy carries, through a request's context, the version that served it.
+type servedBy struct{ model, version string }
+
+type servedKey struct{}
+
+// markServed records which snapshot answered the request in ctx.
+func markServed(ctx context.Context, snap *snapshot) {
+	if s, ok := ctx.Value(servedKey{}).(*servedBy); ok {
+		s.model, s.version = snap.model, snap.version
+	}
+}
+
+// measureUnary counts and times every RPC by method, status code and the model
+// version that served it.
+func (s *Server) measureUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	by := &servedBy{}
+	resp, err := handler(context.WithValue(ctx, servedKey{}, by), req)
+	rpc := path.Base(info.FullMethod)
+	attrs := metric.WithAttributes(attribute.String("rpc", rpc), attribute.String("model", by.model), attribute.String("version", by.version))
+	s.metrics.duration.Record(ctx, time.Since(start).Seconds(), attrs)
+	s.metrics.requests.Add(ctx, 1, metric.WithAttributes(attribute.String("rpc", rpc), attribute.String("code", code.Code_name[int32(status.Code(err))]),
+		attribute.String("model", by.model), attribute.String("version", by.version)))
+	return resp, err
+}
+
+// countEvents counts acknowledged events by type ("purchase").
+func (s *Server) countEvents(ctx context.Context, evs []*recservev1.Event) {
+	byType := map[recservev1.EventType]int64{}
+	for _, e := range evs {
+		byType[e.GetType()]++
+	}
+	for t, n := range byType {
+		s.metrics.eventsIngr.Add(ctx, n, metric.WithAttributes(attribute.String("type", events.TypeName(t))))
+	}
+}
