@@ -21,3 +21,5 @@ install protoc-gen-go           google.golang.org/protobuf/cmd/protoc-gen-go@v1.
 install protoc-gen-go-grpc      google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 install protoc-gen-grpc-gateway github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@v2.33.0
 install protoc-gen-openapiv2    github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@v2.33.0
+# helm renders and lints deploy/helm/recserve (.ci/run, go test ./deploy/); it is not in Debian.
+install helm                    helm.sh/helm/v3/cmd/helm@v3.22.0

@@ -108,7 +108,9 @@ func WithRetryPolicy(p RetryPolicy) Option { return func(o *options) { o.retry =
 
 // WithHedging hedges Recommend, SimilarItems and BatchRecommend: see HedgingPolicy.
 // RecordEvents is never hedged. (grpc-go ignores a service config's hedgingPolicy,
-// so the client does it in an interceptor with the same semantics.)
+// so the client does it in an interceptor with the same semantics.) The grpc.Header
+// and grpc.Trailer call options cannot be used on hedged calls: concurrent attempts
+// would write them at once.
 func WithHedging(maxAttempts int, delay time.Duration) Option {
 	return func(o *options) { o.hedging = &HedgingPolicy{MaxAttempts: maxAttempts, Delay: delay} }
 }

@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc/credentials"
 
 	recserveclient "github.com/recserve/recserve/clients/go"
 )
@@ -22,20 +27,68 @@ func runRecommend(ctx context.Context, args []string) error {
 func runSimilar(ctx context.Context, args []string) error { return similarCmd(ctx, args, os.Stdout) }
 func runEvents(ctx context.Context, args []string) error  { return eventsCmd(ctx, args, os.Stdout) }
 
-// clientFlags are the connection flags every client command takes.
+// clientFlags are the connection flags every client command takes. Credentials
+// come from the environment, not flags, to stay out of process listings:
+// RECSERVE_API_KEY (x-api-key) or RECSERVE_TOKEN (a JWT); both need TLS.
 type clientFlags struct {
-	addr    string
-	timeout time.Duration
+	addr       string
+	timeout    time.Duration
+	tls        bool
+	caCert     string
+	cert, key  string
+	serverName string
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:9090", `server gRPC address (any gRPC target, e.g. "dns:///recserve-headless:9090")`)
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "deadline of the call, retries included")
+	fs.BoolVar(&c.tls, "tls", false, "connect with TLS, trusting the system roots (implied by -cacert and -cert; default plaintext)")
+	fs.StringVar(&c.caCert, "cacert", "", "CA certificate (PEM) to verify the server with")
+	fs.StringVar(&c.cert, "cert", "", "client certificate (PEM), for servers that require mTLS")
+	fs.StringVar(&c.key, "key", "", "client key (PEM) of -cert")
+	fs.StringVar(&c.serverName, "servername", "", "name to verify in the server certificate (default: the -addr host)")
+}
+
+// options turns the flags and the credentials in the environment into client options.
+func (c *clientFlags) options() ([]recserveclient.Option, error) {
+	var opts []recserveclient.Option
+	if c.tls || c.caCert != "" || c.cert != "" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.serverName}
+		if c.caCert != "" {
+			pem, err := os.ReadFile(c.caCert)
+			if err != nil {
+				return nil, err
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("-cacert %s: no PEM certificate", c.caCert)
+			}
+		}
+		if c.cert != "" || c.key != "" {
+			pair, err := tls.LoadX509KeyPair(c.cert, c.key)
+			if err != nil {
+				return nil, fmt.Errorf("-cert/-key: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+		opts = append(opts, recserveclient.WithTransportCredentials(credentials.NewTLS(cfg)))
+	}
+	if key := os.Getenv("RECSERVE_API_KEY"); key != "" {
+		opts = append(opts, recserveclient.WithAPIKey(key))
+	}
+	if token := os.Getenv("RECSERVE_TOKEN"); token != "" {
+		opts = append(opts, recserveclient.WithBearerToken(token))
+	}
+	return opts, nil
 }
 
 // call dials, runs fn with a context bounded by -timeout, and prints its result.
 func (c *clientFlags) call(ctx context.Context, w io.Writer, fn func(context.Context, *recserveclient.Client) (any, error)) error {
-	client, err := recserveclient.Dial(c.addr)
+	opts, err := c.options()
+	if err != nil {
+		return err
+	}
+	client, err := recserveclient.Dial(c.addr, opts...)
 	if err != nil {
 		return err
 	}

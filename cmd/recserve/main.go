@@ -28,6 +28,7 @@ Client commands (call a running server, print JSON):
   recserve recommend -user U [-n 10] [-model M] [-addr 127.0.0.1:9090]   a user's recommendations
   recserve similar   -item I [-n 10] [-model M] [-addr 127.0.0.1:9090]   items similar to an item
   recserve events    -user U -item I -type purchase [-addr ...]         record an interaction event
+  (TLS servers: -cacert ca.pem or -tls, -cert/-key for mTLS; credentials from $RECSERVE_API_KEY or $RECSERVE_TOKEN)
 
 Run "recserve <command> -h" for the flags of a command.
 `
