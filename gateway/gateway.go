@@ -24,8 +24,9 @@ var OpenAPI []byte
 
 // New returns the REST handler. Requests are forwarded over conn to the gRPC server:
 // /v1/... as generated from the proto's HTTP rules, /healthz from grpc.health.v1,
-// /openapi.json the API document.
-func New(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
+// /openapi.json the API document. details, if not nil, adds lines to /healthz
+// (problems the server works around, such as versions it refused to load).
+func New(ctx context.Context, conn *grpc.ClientConn, details func() []string) (http.Handler, error) {
 	// Credentials reach the server as gRPC metadata: Authorization is forwarded by
 	// default, X-Api-Key by this matcher.
 	mux := runtime.NewServeMux(runtime.WithIncomingHeaderMatcher(func(k string) (string, bool) {
@@ -60,6 +61,11 @@ func New(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
 			fmt.Fprintln(w, resp.GetStatus())
 		default:
 			fmt.Fprintln(w, resp.GetStatus())
+		}
+		if details != nil {
+			for _, d := range details() {
+				fmt.Fprintln(w, d)
+			}
 		}
 	})
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {

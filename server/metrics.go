@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"path"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -66,9 +67,21 @@ func newInstruments(m metric.Meter, s *Server) (*instruments, error) {
 	if err != nil {
 		return nil, err
 	}
+	failures, err := m.Int64ObservableGauge("recserve_model_load_failures", metric.WithDescription("versions that could not be loaded (corrupt or unreadable); the served ones keep serving"))
+	if err != nil {
+		return nil, err
+	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		names := s.models.names()
 		o.ObserveInt64(loaded, int64(len(names)))
+		perModel := map[string]int64{}
+		for key := range s.models.failures() {
+			model, _, _ := strings.Cut(key, "/")
+			perModel[model]++
+		}
+		for model, n := range perModel {
+			o.ObserveInt64(failures, n, metric.WithAttributes(attribute.String("model", model)))
+		}
 		now := time.Now()
 		for _, name := range names {
 			v, _ := s.models.get(name)
@@ -86,7 +99,7 @@ func newInstruments(m metric.Meter, s *Server) (*instruments, error) {
 			}
 		}
 		return nil
-	}, loaded, info, age)
+	}, loaded, info, age, failures)
 	return &in, err
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -193,6 +194,22 @@ func (s *Server) ObserveEvents(evs []*recservev1.Event) {
 
 // Shutdown marks the server NOT_SERVING so that load balancers drain it.
 func (s *Server) Shutdown() { s.health.Shutdown() }
+
+// HealthDetails lists what the server works around: versions it could not load
+// and labels waiting for versions that are not loaded.
+func (s *Server) HealthDetails() []string {
+	var out []string
+	for key, why := range s.models.failures() {
+		out = append(out, "load_error "+key+": "+why)
+	}
+	for _, name := range s.models.names() {
+		for _, w := range s.models.waitingFor(name) {
+			out = append(out, "waiting "+name+" "+w)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Served returns the stable version served for each model.
 func (s *Server) Served() map[string]string {

@@ -137,7 +137,7 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 			return fmt.Errorf("gateway client: %w", err)
 		}
 		defer conn.Close()
-		h, err := gateway.New(ctx, conn)
+		h, err := gateway.New(ctx, conn, srv.HealthDetails)
 		if err != nil {
 			grpcLis.Close()
 			return err

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -273,8 +274,25 @@ func TestRunFailsOnBusyPort(t *testing.T) {
 }
 
 func TestMetricsPerVersion(t *testing.T) {
-	addrs, data := startDaemon(t)
+	var regDir string
+	addrs, data := startDaemon(t, func(c *Config) { regDir = c.RegistryDir })
 	base := "http://" + addrs.HTTP
+	// A corrupt new version is refused, counted, and version 1 keeps serving.
+	reg, err := registry.Open(regDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := publishSample(t, reg, data, 9)
+	vectors := filepath.Join(regDir, "demo", bad, registry.ItemVectorsFile)
+	raw, err := os.ReadFile(vectors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-1] ^= 0xff
+	if err := os.WriteFile(vectors, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // three registry polls
 	user := data.Events[0].UserID
 	for i := 0; i < 3; i++ {
 		getJSON(t, base+"/v1/users/"+user+"/recommendations?n=3", nil)
@@ -295,12 +313,22 @@ func TestMetricsPerVersion(t *testing.T) {
 		`recserve_cache_hits_total{rpc="Recommend"} 2`,
 		`recserve_model_version_info{model="demo",role="stable",version="1"} 1`,
 		`recserve_models_loaded 1`,
+		`recserve_model_load_failures{model="demo"} 1`,
 		`recserve_model_version_age_seconds{model="demo",version="1"}`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	resp, err = http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	health, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(health), "load_error demo/"+bad+": ") {
+		t.Errorf("/healthz %d:\n%s\nwant SERVING with the refused version %s", resp.StatusCode, health, bad)
 	}
 	if t.Failed() {
 		t.Log(text)
