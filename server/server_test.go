@@ -568,3 +568,23 @@ func corruptVersion(t *testing.T, root, model, version string) {
 		t.Fatal(err)
 	}
 }
+
+// TestRegistryUnreadableKeepsServing takes the registry away under a loaded
+// server: refreshing fails, requests keep being answered.
+func TestRegistryUnreadableKeepsServing(t *testing.T) {
+	f := newFixture(t, Options{})
+	v := f.publish(t, testBundle("m", 10, 100, 8, 14))
+	if err := os.RemoveAll(f.reg.Root()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.reg.Root(), []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.Refresh(context.Background()); err == nil {
+		t.Fatal("refresh of an unreadable registry reported no error")
+	}
+	resp, err := f.client.Recommend(context.Background(), &recservev1.RecommendRequest{UserId: "u1"})
+	if err != nil || resp.GetModelVersion() != v || len(resp.GetItems()) != DefaultN {
+		t.Fatalf("after the registry broke: %v %v", resp, err)
+	}
+}

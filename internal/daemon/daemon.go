@@ -102,6 +102,9 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 		return err
 	}
 	defer rt.close()
+	if err := rt.observeLag(tel.meter()); err != nil {
+		return err
+	}
 	srv, err := server.New(server.Options{
 		Registry: reg, Models: cfg.Models, DefaultModel: cfg.DefaultModel,
 		Index: cfg.Index, PollInterval: cfg.PollInterval, Logger: log,

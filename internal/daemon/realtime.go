@@ -6,7 +6,11 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/recserve/recserve/events"
 	"github.com/recserve/recserve/online"
@@ -24,6 +28,7 @@ type realtime struct {
 	brokers  []string
 	topic    string
 	group    string
+	lag      *events.LagReader
 }
 
 func startRealtime(cfg Config) (*realtime, error) {
@@ -53,8 +58,38 @@ func startRealtime(cfg Config) (*realtime, error) {
 			return nil, err
 		}
 		rt.producer = p
+		if rt.lag, err = events.NewLagReader(rt.brokers); err != nil {
+			rt.close()
+			return nil, err
+		}
 	}
 	return rt, nil
+}
+
+// observeLag exports the consumer group's lag as recserve_consumer_lag, read from
+// the brokers at each collection.
+func (rt *realtime) observeLag(m metric.Meter) error {
+	if rt.lag == nil {
+		return nil
+	}
+	g, err := m.Int64ObservableGauge("recserve_consumer_lag", metric.WithDescription("records between the group's committed offset and the partition end"))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		lags, err := rt.lag.Lag(ctx, rt.group)
+		if err != nil {
+			return nil // the broker is away: no sample rather than a failed scrape
+		}
+		for _, l := range lags {
+			o.ObserveInt64(g, l.Lag, metric.WithAttributes(attribute.String("group", rt.group),
+				attribute.String("topic", l.Topic), attribute.String("partition", strconv.Itoa(int(l.Partition)))))
+		}
+		return nil
+	}, g)
+	return err
 }
 
 // sink returns the producer as the server's EventSink, or nil when there is none.
@@ -89,6 +124,9 @@ func (rt *realtime) consume(ctx context.Context, log *slog.Logger, srv *server.S
 }
 
 func (rt *realtime) close() {
+	if rt.lag != nil {
+		rt.lag.Close()
+	}
 	if rt.producer != nil {
 		rt.producer.Close()
 	}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,6 +126,17 @@ func TestExternalProducer(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, c, req, func(r *recservev1.RecommendResponse) bool { return !slices.Contains(itemIDs(r), top) })
+
+	// The server's consumer group reports its lag per partition.
+	resp, err := http.Get("http://" + addrs.HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `recserve_consumer_lag{group="recserve-server-`) || !strings.Contains(string(body), `topic="interactions"`) {
+		t.Fatalf("/metrics has no consumer lag:\n%s", body)
+	}
 }
 
 func itemIDs(r *recservev1.RecommendResponse) []string {
