@@ -549,3 +549,28 @@ type promConfig struct {
 		} `json:"static_configs"`
 	} `json:"scrape_configs"`
 }
+
+// TestConfigReference: README.md's configuration reference lists every flag of
+// every command.
+func TestConfigReference(t *testing.T) {
+	readme := string(readFile(t, filepath.Join("..", "README.md")))
+	_, ref, ok := strings.Cut(readme, "\n## Configuration reference\n")
+	if !ok {
+		t.Fatal("README.md has no Configuration reference section")
+	}
+	ref, _, _ = strings.Cut(ref, "\n## ")
+	cmds := commandFlags(t)
+	for cmd, flags := range cmds {
+		for flag := range flags {
+			if flag == "" {
+				continue // a name computed at run time (tune's -grid-*)
+			}
+			if !strings.Contains(ref, "| `-"+flag+"` |") {
+				t.Errorf("flag -%s of %s is not in README.md's configuration reference", flag, cmd)
+			}
+		}
+	}
+	if len(cmds["serve"]) < 20 || len(cmds["models"]) < 10 {
+		t.Fatalf("found too few flags: %v", cmds)
+	}
+}

@@ -1,5 +1,6 @@
-// Package registry stores versioned model bundles on a filesystem and loads
-// them back, verified.
+// Package registry stores versioned model bundles on a filesystem ([FS]) or in
+// S3-compatible object storage ([S3]) and loads them back, verified; both
+// implement [Store], and [OpenURL] opens either from a location string.
 //
 // A registry is a directory tree <root>/<model>/<version>/. Versions are
 // positive decimal integers ordered numerically; the latest version of a model

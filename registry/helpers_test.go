@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -106,46 +105,13 @@ func openFS(t *testing.T) *FS {
 	return r
 }
 
-func publish(t *testing.T, r *FS, b *Bundle) string {
+func publish(t *testing.T, r Store, b *Bundle) string {
 	t.Helper()
 	v, err := r.Publish(b)
 	if err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
 	return v
-}
-
-// versionDir edits the files of a stored version the way a broken writer or a
-// bad disk would.
-type versionDir struct {
-	t   *testing.T
-	dir string
-}
-
-func (v versionDir) path(name string) string { return filepath.Join(v.dir, name) }
-
-func (v versionDir) read(name string) []byte {
-	v.t.Helper()
-	data, err := os.ReadFile(v.path(name))
-	if err != nil {
-		v.t.Fatal(err)
-	}
-	return data
-}
-
-// write replaces a data file; with rehash it also updates the manifest's size
-// and checksum, so that only the content is wrong.
-func (v versionDir) write(name string, data []byte, rehash bool) {
-	v.t.Helper()
-	if err := os.WriteFile(v.path(name), data, 0o644); err != nil {
-		v.t.Fatal(err)
-	}
-	if rehash {
-		sum := sha256.Sum256(data)
-		v.manifest(func(m map[string]any) {
-			m["files"].(map[string]any)[name] = map[string]any{"size": len(data), "sha256": hex.EncodeToString(sum[:])}
-		})
-	}
 }
 
 // manifest edits manifest.json as generic JSON.
@@ -160,9 +126,13 @@ func (v versionDir) manifest(edit func(m map[string]any)) {
 	if err != nil {
 		v.t.Fatal(err)
 	}
-	if err := os.WriteFile(v.path(ManifestFile), data, 0o644); err != nil {
-		v.t.Fatal(err)
-	}
+	v.b.put(v.key(ManifestFile), data)
+}
+
+// fileEntry is the manifest's entry for a file holding data.
+func fileEntry(data []byte) map[string]any {
+	sum := sha256.Sum256(data)
+	return map[string]any{"size": len(data), "sha256": hex.EncodeToString(sum[:])}
 }
 
 // npy returns a .npy file of data in the given shape.

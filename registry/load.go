@@ -28,13 +28,58 @@ func (r *FS) Load(model, version string) (*Bundle, error) {
 	if err := checkVersion(model, version); err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(r.root, model, version)
-	m, err := readManifest(dir, model, version)
+	return load(fsVersion(filepath.Join(r.root, model, version)), model, version)
+}
+
+// versionFiles reads the files of one stored version by name; each backend
+// has one, and [load] does the rest, the same for all.
+type versionFiles interface {
+	// open opens the named file of the version and returns its size. A
+	// missing file is an error wrapping fs.ErrNotExist; something that is not
+	// a regular file, one wrapping errNotRegular.
+	open(name string) (io.ReadCloser, int64, error)
+	// exists reports whether anything is stored under the version's name,
+	// to explain a missing manifest.
+	exists() bool
+}
+
+// errNotRegular: a version's file is a directory or a special file.
+var errNotRegular = errors.New("not a regular file")
+
+// fsVersion is the directory of a version on the local filesystem.
+type fsVersion string
+
+func (d fsVersion) open(name string) (io.ReadCloser, int64, error) {
+	f, err := os.Open(filepath.Join(string(d), name))
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, errNotRegular
+	}
+	return f, st.Size(), nil
+}
+
+func (d fsVersion) exists() bool {
+	_, err := os.Stat(string(d))
+	return err == nil
+}
+
+// load reads, verifies and decodes a version as [FS.Load] describes, from
+// any backend.
+func load(src versionFiles, model, version string) (*Bundle, error) {
+	m, err := readManifest(src, model, version)
 	if err != nil {
 		return nil, err
 	}
 	b := &Bundle{Manifest: m}
-	l := loader{model: model, version: version, dir: dir, files: m.Files, done: map[string]bool{}}
+	l := loader{model: model, version: version, src: src, files: m.Files, done: map[string]bool{}}
 
 	err = l.read(UserIDsFile, func(r io.Reader, size int64) error {
 		var text strings.Builder // the ids share its one allocation
@@ -118,12 +163,12 @@ func (r *FS) Load(model, version string) (*Bundle, error) {
 	return b, nil
 }
 
-// readManifest reads and checks the manifest of the version in dir.
-func readManifest(dir, model, version string) (Manifest, error) {
-	f, err := os.Open(filepath.Join(dir, ManifestFile))
+// readManifest reads and checks the manifest of a version.
+func readManifest(src versionFiles, model, version string) (Manifest, error) {
+	f, _, err := src.open(ManifestFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		why := "no such version"
-		if _, err := os.Stat(dir); err == nil {
+		if src.exists() {
 			why = "no " + ManifestFile + " (being written or abandoned)"
 		}
 		return Manifest{}, fmt.Errorf("registry: model %s version %s: %w: %s", model, version, ErrNotFound, why)
@@ -151,9 +196,10 @@ func readManifest(dir, model, version string) (Manifest, error) {
 
 // loader reads the files of one version.
 type loader struct {
-	model, version, dir string
-	files               map[string]File
-	done                map[string]bool
+	model, version string
+	src            versionFiles
+	files          map[string]File
+	done           map[string]bool
 }
 
 // read opens file name, checks its size against the manifest and hands a
@@ -168,23 +214,19 @@ func (l *loader) read(name string, decode func(r io.Reader, size int64) error) e
 	if !ok {
 		return fail(errors.New("not listed in " + ManifestFile))
 	}
-	f, err := os.Open(filepath.Join(l.dir, name))
+	f, size, err := l.src.open(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fail(errors.New("file is missing"))
+	}
+	if errors.Is(err, errNotRegular) {
+		return fail(errNotRegular)
 	}
 	if err != nil {
 		return fmt.Errorf("registry: model %s version %s: %w", l.model, l.version, err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("registry: model %s version %s: %w", l.model, l.version, err)
-	}
-	if !st.Mode().IsRegular() {
-		return fail(errors.New("not a regular file"))
-	}
-	if st.Size() != want.Size {
-		return fail(fmt.Errorf("size is %d bytes, the manifest says %d", st.Size(), want.Size))
+	if size != want.Size {
+		return fail(fmt.Errorf("size is %d bytes, the manifest says %d", size, want.Size))
 	}
 	h := sha256.New()
 	br := bufio.NewReaderSize(io.TeeReader(io.LimitReader(f, want.Size), h), 256<<10)

@@ -17,7 +17,7 @@ import (
 )
 
 func TestLoadCorrupt(t *testing.T) {
-	const users, items, dim = 5, 7, 3
+	const users, items, dim = 5, 7, 3 // as loadCorrupt publishes
 	tests := []struct {
 		name     string
 		corrupt  func(v versionDir)
@@ -42,7 +42,7 @@ func TestLoadCorrupt(t *testing.T) {
 			v.write(UserVectorsFile, data, false)
 		}, UserVectorsFile, "sha256"},
 		{"missing file", func(v versionDir) {
-			os.Remove(v.path(ItemsFile))
+			v.remove(ItemsFile)
 		}, ItemsFile, "missing"},
 		{"file not listed", func(v versionDir) {
 			v.manifest(func(m map[string]any) { delete(m["files"].(map[string]any), UserIDsFile) })
@@ -124,7 +124,7 @@ func TestLoadCorrupt(t *testing.T) {
 			v.write(ItemVectorsFile, npy(t, vec, items, dim), true)
 		}, ItemVectorsFile, "row 0 column 0 is +Inf"},
 		{"manifest bad JSON", func(v versionDir) {
-			os.WriteFile(v.path(ManifestFile), []byte(`{"format_version": 1,`), 0o644)
+			v.b.put(v.key(ManifestFile), []byte(`{"format_version": 1,`))
 		}, ManifestFile, "bad JSON"},
 		{"manifest unknown key", func(v versionDir) {
 			v.manifest(func(m map[string]any) { m["dims"] = 3 })
@@ -159,44 +159,56 @@ func TestLoadCorrupt(t *testing.T) {
 				m["files"].(map[string]any)["notes.txt"] = map[string]any{"size": 0, "sha256": strings.Repeat("0", 64)}
 			})
 		}, "notes.txt", "missing"},
-		{"data file is a directory", func(v versionDir) {
-			os.Remove(v.path(UserIDsFile))
-			os.Mkdir(v.path(UserIDsFile), 0o755)
-		}, UserIDsFile, "not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := openFS(t)
-			v := publish(t, r, newBundle(users, items, dim, true))
-			tt.corrupt(versionDir{t, filepath.Join(r.Root(), "m", v)})
-			b, err := r.Load("m", v)
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("Load = %v, %v, want ErrCorrupt", b, err)
-			}
-			msg := err.Error()
-			if !strings.Contains(msg, tt.wantFile+": corrupt") || !strings.Contains(msg, tt.wantMsg) {
-				t.Errorf("Load error = %q, want it to name %s and contain %q", msg, tt.wantFile, tt.wantMsg)
-			}
-			if !strings.Contains(msg, "model m version 1") {
-				t.Errorf("Load error = %q, want it to name the model and version", msg)
-			}
+			forEachBackend(t, func(t *testing.T, r backend) {
+				loadCorrupt(t, r, tt.corrupt, tt.wantFile, tt.wantMsg)
+			})
 		})
+	}
+}
+
+// TestLoadDirectoryAsFile: on a filesystem, a data file that is a directory
+// is refused.
+func TestLoadDirectoryAsFile(t *testing.T) {
+	r := newFSBackend(t)
+	loadCorrupt(t, r, func(v versionDir) {
+		path := filepath.Join(r.Store.(*FS).Root(), v.key(UserIDsFile))
+		os.Remove(path)
+		os.Mkdir(path, 0o755)
+	}, UserIDsFile, "not a regular file")
+}
+
+// loadCorrupt publishes a version, corrupts it and checks that Load refuses
+// it with an error naming the model, version and file.
+func loadCorrupt(t *testing.T, r backend, corrupt func(v versionDir), wantFile, wantMsg string) {
+	const users, items, dim = 5, 7, 3
+	v := publish(t, r, newBundle(users, items, dim, true))
+	corrupt(versionDir{t, r, "m/" + v})
+	b, err := r.Load("m", v)
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Load = %v, %v, want ErrCorrupt", b, err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, wantFile+": corrupt") || !strings.Contains(msg, wantMsg) {
+		t.Errorf("Load error = %q, want it to name %s and contain %q", msg, wantFile, wantMsg)
+	}
+	if !strings.Contains(msg, "model m version 1") {
+		t.Errorf("Load error = %q, want it to name the model and version", msg)
 	}
 }
 
 // TestLoadExternalWriter writes a version by hand, in place, the way FORMAT.md
 // tells a Python author, and loads it.
 func TestLoadExternalWriter(t *testing.T) {
-	r := openFS(t)
-	dir := filepath.Join(r.Root(), "als", "1")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	forEachBackend(t, testLoadExternalWriter)
+}
+
+func testLoadExternalWriter(t *testing.T, r backend) {
 	files := map[string]File{}
 	put := func(name string, data []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		r.put("als/1/"+name, data)
 		sum := sha256.Sum256(data)
 		files[name] = File{Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
 	}
@@ -230,9 +242,7 @@ func TestLoadExternalWriter(t *testing.T) {
   "metrics": {"recall@10": 0.21, "ndcg@10": 1e-1}, "params": {"factors": "2"},
   "files": {` + strings.Join(filesJSON, ",\n    ") + `}
 }`
-	if err := os.WriteFile(filepath.Join(dir, ManifestFile), []byte(manifest), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	r.put("als/1/"+ManifestFile, []byte(manifest))
 
 	v, err := r.Latest("als")
 	if err != nil || v != "1" {
@@ -276,11 +286,12 @@ func f32bytes(v []float32) []byte {
 }
 
 func TestLoadNotFound(t *testing.T) {
-	r := openFS(t)
-	publish(t, r, newBundle(2, 2, 2, false))
-	for _, v := range []string{"2", "10"} {
-		if _, err := r.Load("m", v); !errors.Is(err, ErrNotFound) {
-			t.Errorf("Load(m, %s) = %v, want ErrNotFound", v, err)
+	forEachBackend(t, func(t *testing.T, r backend) {
+		publish(t, r, newBundle(2, 2, 2, false))
+		for _, v := range []string{"2", "10"} {
+			if _, err := r.Load("m", v); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Load(m, %s) = %v, want ErrNotFound", v, err)
+			}
 		}
-	}
+	})
 }

@@ -30,27 +30,11 @@ const (
 // On success b.Manifest is replaced with the stored manifest; on failure b is
 // unchanged. Do not publish one Bundle from several goroutines at once.
 func (r *FS) Publish(b *Bundle) (string, error) {
-	if b == nil {
-		return "", fmt.Errorf("registry: publish: %w: nil bundle", ErrInvalid)
-	}
-	m := b.Manifest
-	if m.FormatVersion == 0 {
-		m.FormatVersion = FormatVersion
-	}
-	if m.Metric == "" {
-		m.Metric = MetricDot
-	}
-	m.Version = ""
-	m.Users, m.Items = len(b.UserIDs), len(b.Items)
-	if m.CreatedAt.IsZero() {
-		m.CreatedAt = time.Now().UTC().Truncate(time.Second)
-	}
-	m.Files = nil
-	nb := *b
-	nb.Manifest = m
-	if err := nb.Validate(); err != nil {
+	nb, err := preparePublish(b)
+	if err != nil {
 		return "", err
 	}
+	m := nb.Manifest
 
 	modelDir := filepath.Join(r.root, m.Model)
 	if err := os.Mkdir(modelDir, 0o755); err == nil {
@@ -69,7 +53,7 @@ func (r *FS) Publish(b *Bundle) (string, error) {
 			os.RemoveAll(tmp)
 		}
 	}()
-	if m.Files, err = writeData(tmp, &nb); err != nil {
+	if m.Files, err = writeData(tmp, nb); err != nil {
 		return "", fmt.Errorf("registry: publish %s: %w", m.Model, err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp made it 0700
@@ -103,6 +87,33 @@ func (r *FS) Publish(b *Bundle) (string, error) {
 	return "", fmt.Errorf("registry: publish %s: no free version number after %d tries", m.Model, maxPublishTries)
 }
 
+// preparePublish returns a copy of b with the manifest fields that Publish
+// sets filled in, validated.
+func preparePublish(b *Bundle) (*Bundle, error) {
+	if b == nil {
+		return nil, fmt.Errorf("registry: publish: %w: nil bundle", ErrInvalid)
+	}
+	m := b.Manifest
+	if m.FormatVersion == 0 {
+		m.FormatVersion = FormatVersion
+	}
+	if m.Metric == "" {
+		m.Metric = MetricDot
+	}
+	m.Version = ""
+	m.Users, m.Items = len(b.UserIDs), len(b.Items)
+	if m.CreatedAt.IsZero() {
+		m.CreatedAt = time.Now().UTC().Truncate(time.Second)
+	}
+	m.Files = nil
+	nb := *b
+	nb.Manifest = m
+	if err := nb.Validate(); err != nil {
+		return nil, err
+	}
+	return &nb, nil
+}
+
 // nextVersion returns one more than the highest version name in modelDir,
 // counting incomplete versions, which an external writer may still be
 // writing.
@@ -126,11 +137,27 @@ func nextVersion(modelDir string) (string, error) {
 // writeData writes the data files of b into dir and returns their sizes and
 // checksums.
 func writeData(dir string, b *Bundle) (map[string]File, error) {
-	m := &b.Manifest
-	type file struct {
-		name  string
-		write func(w io.Writer) error
+	files := dataFiles(b)
+	out := make(map[string]File, len(files))
+	for _, f := range files {
+		var err error
+		if out[f.name], err = writeFile(filepath.Join(dir, f.name), f.write); err != nil {
+			return nil, err
+		}
 	}
+	return out, nil
+}
+
+// dataFile is a data file of a version and how to encode it.
+type dataFile struct {
+	name  string
+	write func(w io.Writer) error
+}
+
+// dataFiles returns the data files of b, in the order they are written.
+func dataFiles(b *Bundle) []dataFile {
+	m := &b.Manifest
+	type file = dataFile
 	files := []file{
 		{UserIDsFile, func(w io.Writer) error { return encodeUserIDs(w, b.UserIDs) }},
 		{UserVectorsFile, func(w io.Writer) error { return WriteNPY(w, b.UserVectors, m.Users, m.Dim) }},
@@ -143,14 +170,7 @@ func writeData(dir string, b *Bundle) (map[string]File, error) {
 			file{SeenItemsFile, func(w io.Writer) error { return WriteNPY(w, b.SeenItems) }},
 		)
 	}
-	out := make(map[string]File, len(files))
-	for _, f := range files {
-		var err error
-		if out[f.name], err = writeFile(filepath.Join(dir, f.name), f.write); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return files
 }
 
 // writeFile creates path, writes it with write and syncs it, returning its
@@ -188,18 +208,27 @@ func (c *countWriter) Write(p []byte) (int, error) {
 
 // writeManifest writes m as dir/manifest.json and syncs the file and dir.
 func writeManifest(dir string, m *Manifest) error {
-	data, err := json.MarshalIndent(m, "", "  ")
+	data, err := manifestJSON(m)
 	if err != nil {
 		return err
 	}
 	_, err = writeFile(filepath.Join(dir, ManifestFile), func(w io.Writer) error {
-		_, err := w.Write(append(data, '\n'))
+		_, err := w.Write(data)
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// manifestJSON encodes m as manifest.json holds it.
+func manifestJSON(m *Manifest) ([]byte, error) {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
 }
 
 func syncDir(dir string) error {

@@ -45,52 +45,56 @@ func TestRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := openFS(t)
-			in := tt.bundle()
-			want := tt.bundle() // Publish fills in in.Manifest; keep a pristine copy of the data
-			v := publish(t, r, in)
-			if v != "1" {
-				t.Errorf("first version = %q, want 1", v)
-			}
-			if in.Manifest.Version != v || in.Manifest.FormatVersion != FormatVersion || in.Manifest.Metric != MetricDot ||
-				in.Manifest.CreatedAt.IsZero() || in.Manifest.Users != len(in.UserIDs) || in.Manifest.Items != len(in.Items) {
-				t.Errorf("Publish did not fill in the manifest: %+v", in.Manifest)
-			}
-			wantFiles := 4
-			if in.SeenOffsets != nil {
-				wantFiles = 6
-			}
-			if len(in.Manifest.Files) != wantFiles {
-				t.Errorf("manifest lists %d files, want %d", len(in.Manifest.Files), wantFiles)
-			}
-			latest, err := r.Latest("m")
-			if err != nil || latest != v {
-				t.Fatalf("Latest = %q, %v, want %q", latest, err, v)
-			}
-			got, err := r.Load("m", latest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want.Manifest = in.Manifest
-			checkSameBundle(t, got, want)
+			forEachBackend(t, func(t *testing.T, r backend) {
+				in := tt.bundle()
+				want := tt.bundle() // Publish fills in in.Manifest; keep a pristine copy of the data
+				v := publish(t, r, in)
+				if v != "1" {
+					t.Errorf("first version = %q, want 1", v)
+				}
+				if in.Manifest.Version != v || in.Manifest.FormatVersion != FormatVersion || in.Manifest.Metric != MetricDot ||
+					in.Manifest.CreatedAt.IsZero() || in.Manifest.Users != len(in.UserIDs) || in.Manifest.Items != len(in.Items) {
+					t.Errorf("Publish did not fill in the manifest: %+v", in.Manifest)
+				}
+				wantFiles := 4
+				if in.SeenOffsets != nil {
+					wantFiles = 6
+				}
+				if len(in.Manifest.Files) != wantFiles {
+					t.Errorf("manifest lists %d files, want %d", len(in.Manifest.Files), wantFiles)
+				}
+				latest, err := r.Latest("m")
+				if err != nil || latest != v {
+					t.Fatalf("Latest = %q, %v, want %q", latest, err, v)
+				}
+				got, err := r.Load("m", latest)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want.Manifest = in.Manifest
+				checkSameBundle(t, got, want)
 
-			entries, err := os.ReadDir(filepath.Join(r.Root(), "m"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(entries) != 1 {
-				t.Errorf("model directory holds %d entries, want the version only", len(entries))
-			}
-			st, err := os.Stat(filepath.Join(r.Root(), "m", v))
-			if err != nil || st.Mode().Perm() != 0o755 {
-				t.Errorf("version directory mode = %v, %v, want 0755", st.Mode(), err)
-			}
+				// Nothing but the version's files: no temporary directory, no claim.
+				keys := r.keys("m/")
+				if len(keys) != wantFiles+1 || slices.ContainsFunc(keys, func(k string) bool { return !strings.HasPrefix(k, "m/1/") }) {
+					t.Errorf("model m holds %q, want the files of version 1 only", keys)
+				}
+				if fs, ok := r.Store.(*FS); ok {
+					st, err := os.Stat(filepath.Join(fs.Root(), "m", v))
+					if err != nil || st.Mode().Perm() != 0o755 {
+						t.Errorf("version directory mode = %v, %v, want 0755", st.Mode(), err)
+					}
+				}
+			})
 		})
 	}
 }
 
 func TestPublishNumbersAfterTornVersions(t *testing.T) {
-	r := openFS(t)
+	forEachBackend(t, testPublishNumbersAfterTornVersions)
+}
+
+func testPublishNumbersAfterTornVersions(t *testing.T, r backend) {
 	publish(t, r, newBundle(2, 2, 2, false))
 	mkVersion(t, r, "m", "7", false) // an external writer is still writing 7
 	if v := publish(t, r, newBundle(2, 2, 2, false)); v != "8" {
@@ -102,7 +106,10 @@ func TestPublishNumbersAfterTornVersions(t *testing.T) {
 }
 
 func TestPublishInvalid(t *testing.T) {
-	r := openFS(t)
+	forEachBackend(t, testPublishInvalid)
+}
+
+func testPublishInvalid(t *testing.T, r backend) {
 	b := newBundle(3, 3, 2, true)
 	b.UserIDs[2] = b.UserIDs[0]
 	before := b.Manifest
@@ -123,10 +130,16 @@ func TestPublishInvalid(t *testing.T) {
 	if models, err := r.Models(); err != nil || len(models) != 0 {
 		t.Errorf("Models after failed publishes = %q, %v, want none", models, err)
 	}
+	if keys := r.keys(""); len(keys) != 0 {
+		t.Errorf("failed publishes left %q", keys)
+	}
 }
 
 func TestPublishConcurrent(t *testing.T) {
-	r := openFS(t)
+	forEachBackend(t, testPublishConcurrent)
+}
+
+func testPublishConcurrent(t *testing.T, r backend) {
 	const writers, each = 6, 4
 	versions := make([][]string, writers)
 	var wg sync.WaitGroup

@@ -21,7 +21,7 @@ import (
 // requests read. Readers never block: the views are an immutable map behind an
 // atomic pointer, replaced whole on every change.
 type models struct {
-	reg      *registry.FS
+	reg      registry.Store
 	only     []string
 	keep     int
 	indexOpt index.Options
@@ -37,14 +37,36 @@ type models struct {
 	states  map[string]*rollout
 	loaded  map[string]map[string]*snapshot
 	waiting map[string][]string // model -> labels naming versions not loaded
-	failed  map[string]string   // "model/version" -> why it could not be loaded
+	failed  map[string]failure  // "model/version" -> why it could not be loaded
+}
+
+// A failed version is tried again after a backoff that doubles from
+// retryFirst to retryMax: object stores may show a manifest before the files
+// it lists, and a version refused for good would never serve.
+const (
+	retryFirst = 10 * time.Second
+	retryMax   = 10 * time.Minute
+)
+
+// failure is a version that could not be loaded.
+type failure struct {
+	err   string
+	tries int       // failed loads so far
+	next  time.Time // when to try again
+}
+
+// skipLocked reports whether version key ("model/version") failed and is not
+// due for another try.
+func (m *models) skipLocked(key string) bool {
+	f, bad := m.failed[key]
+	return bad && m.now().Before(f.next)
 }
 
 func newModels(o Options, onSwap func()) *models {
 	m := &models{
 		reg: o.Registry, only: o.Models, keep: o.KeepVersions, indexOpt: o.Index, log: o.Logger, now: o.Clock, onSwap: onSwap,
 		states: map[string]*rollout{}, loaded: map[string]map[string]*snapshot{},
-		waiting: map[string][]string{}, failed: map[string]string{},
+		waiting: map[string][]string{}, failed: map[string]failure{},
 	}
 	empty := map[string]*view{}
 	m.served.Store(&empty)
@@ -113,12 +135,16 @@ func (m *models) refreshModel(ctx context.Context, name string) error {
 				return ctx.Err()
 			}
 			m.mu.Lock()
-			m.failed[name+"/"+v] = err.Error()
+			f := m.failed[name+"/"+v]
+			f.err, f.next = err.Error(), m.now().Add(min(retryFirst<<min(f.tries, 16), retryMax))
+			f.tries++
+			m.failed[name+"/"+v] = f
 			m.mu.Unlock()
 			m.log.Error("model version not loaded; keeping the served ones", "model", name, "version", v, "err", err)
 			continue
 		}
 		m.mu.Lock()
+		delete(m.failed, name+"/"+v)
 		if m.loaded[name] == nil {
 			m.loaded[name] = map[string]*snapshot{}
 		}
@@ -149,13 +175,13 @@ func (m *models) desiredLocked(name string, versions []string) []string {
 	st := m.stateLocked(name)
 	var want []string
 	for i := len(versions) - 1; i >= 0 && len(want) < m.keep; i-- {
-		if _, bad := m.failed[name+"/"+versions[i]]; !bad {
+		if !m.skipLocked(name + "/" + versions[i]) {
 			want = append(want, versions[i])
 		}
 	}
 	for _, v := range append(slices.Clone(st.Pinned), st.Stable, st.Canary) {
 		if v != "" && slices.Contains(versions, v) && !slices.Contains(want, v) {
-			if _, bad := m.failed[name+"/"+v]; !bad {
+			if !m.skipLocked(name + "/" + v) {
 				want = append(want, v)
 			}
 		}
@@ -291,8 +317,8 @@ func (m *models) failures() map[string]string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make(map[string]string, len(m.failed))
-	for k, v := range m.failed {
-		out[k] = v
+	for k, f := range m.failed {
+		out[k] = f.err
 	}
 	return out
 }

@@ -32,7 +32,7 @@ import (
 // Options configure a Server. The zero value of every field but Registry is usable.
 type Options struct {
 	// Registry holds the model versions to serve.
-	Registry *registry.FS
+	Registry registry.Store
 	// Models restricts serving to these models; empty serves every model in the registry.
 	Models []string
 	// DefaultModel answers requests that name no model; empty means the only served model.

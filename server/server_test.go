@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -586,5 +587,41 @@ func TestRegistryUnreadableKeepsServing(t *testing.T) {
 	resp, err := f.client.Recommend(context.Background(), &recservev1.RecommendRequest{UserId: "u1"})
 	if err != nil || resp.GetModelVersion() != v || len(resp.GetItems()) != DefaultN {
 		t.Fatalf("after the registry broke: %v %v", resp, err)
+	}
+}
+
+// TestFailedVersionRetried: a version that failed to load, as when object
+// storage shows its manifest before its files, is tried again after a
+// backoff and then served.
+func TestFailedVersionRetried(t *testing.T) {
+	var now atomic.Int64 // seconds
+	now.Store(1_700_000_000)
+	f := newFixture(t, Options{Clock: func() time.Time { return time.Unix(now.Load(), 0) }})
+	good := f.publish(t, testBundle("m", 10, 100, 8, 10))
+	next, err := f.reg.Publish(testBundle("m", 10, 100, 8, 11))
+	if err != nil {
+		t.Fatal(err)
+	}
+	corruptVersion(t, f.reg.Root(), "m", next)
+	served := func() string {
+		t.Helper()
+		if err := f.srv.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return f.srv.Served()["m"]
+	}
+	if v := served(); v != good {
+		t.Fatalf("serving %s with %s unreadable, want %s", v, next, good)
+	}
+	corruptVersion(t, f.reg.Root(), "m", next) // flips the byte back: the file is whole now
+	if v := served(); v != good {
+		t.Fatalf("serving %s before the retry is due, want %s", v, good)
+	}
+	now.Add(int64(retryFirst / time.Second))
+	if v := served(); v != next {
+		t.Fatalf("serving %s after the retry, want %s", v, next)
+	}
+	if errs := f.srv.models.failures(); len(errs) != 0 {
+		t.Fatalf("load errors after a successful retry: %v", errs)
 	}
 }

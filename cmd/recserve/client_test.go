@@ -53,7 +53,7 @@ func startDemo(t *testing.T, mods ...func(*daemon.Config)) (string, *sampledata.
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan daemon.Addrs, 1), make(chan error, 1)
 	cfg := daemon.Config{
-		RegistryDir: reg.Root(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "off", EmbeddedKafka: true,
+		Registry: reg.Root(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "off", EmbeddedKafka: true,
 		PollInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Security: daemon.Security{Plaintext: true},
 	}

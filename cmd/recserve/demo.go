@@ -56,7 +56,7 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("demo: trained and published model %q version %s\n", job.Model, version)
 
-	cfg.RegistryDir = job.Registry
+	cfg.Registry = job.Registry
 	cfg.EmbeddedKafka = true                                                       // without -kafka, an in-process broker carries the events
 	cfg.Security.Plaintext = cfg.Security.Plaintext || cfg.Security.CertFile == "" // a local demo, unless given a certificate
 	user, item := data.Events[0].UserID, data.Items[0].ID

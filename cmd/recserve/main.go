@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/recserve/recserve/registry"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -72,3 +73,8 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// registryUsage documents the -registry flag of every command that has it.
+const registryUsage = "registry: a directory, or s3://bucket/prefix with the endpoint and credentials in " +
+	registry.EnvS3Endpoint + ", " + registry.EnvS3PathStyle + ", " + registry.EnvAccessKey + ", " +
+	registry.EnvSecretKey + " and " + registry.EnvRegion

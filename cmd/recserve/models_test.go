@@ -42,7 +42,7 @@ func serveVersions(t *testing.T, n int) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan daemon.Addrs, 1), make(chan error, 1)
-	cfg := daemon.Config{RegistryDir: reg.Root(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "off", PollInterval: time.Hour, Security: daemon.Security{Plaintext: true},
+	cfg := daemon.Config{Registry: reg.Root(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "off", PollInterval: time.Hour, Security: daemon.Security{Plaintext: true},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	go func() { done <- daemon.Run(ctx, cfg, func(a daemon.Addrs) { ready <- a }) }()
 	t.Cleanup(func() { cancel(); <-done })

@@ -42,7 +42,7 @@ func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) func() error {
 func runServe(ctx context.Context, args []string) error {
 	var cfg daemon.Config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.StringVar(&cfg.RegistryDir, "registry", "./registry-data", "registry root directory")
+	fs.StringVar(&cfg.Registry, "registry", "./registry-data", registryUsage)
 	models := fs.String("models", "", "comma-separated models to serve (default: every model in the registry)")
 	finish := serveFlags(fs, &cfg)
 	if err := fs.Parse(args); err != nil {

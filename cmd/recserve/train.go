@@ -52,7 +52,7 @@ var errGate = errors.New("evaluation gate: the new model is worse than the stabl
 
 // publishFlags registers the flags of a publishJob other than Options and Catalog.
 func publishFlags(fs *flag.FlagSet, j *publishJob) {
-	fs.StringVar(&j.Registry, "registry", "./registry-data", "registry root directory")
+	fs.StringVar(&j.Registry, "registry", "./registry-data", registryUsage)
 	fs.StringVar(&j.Model, "model", "default", "model name")
 	fs.Float64Var(&j.Validation, "validation", 0, "fraction of each user's items held out to measure the model before publishing (0: none)")
 	fs.IntVar(&j.K, "k", 20, "cut-off K of the validation metrics")
@@ -93,20 +93,22 @@ func (j publishJob) run(ctx context.Context, d *trainer.Dataset) (string, error)
 	b.Manifest.Model = j.Model
 	b.Manifest.Metrics = metrics
 	b.Manifest.Params = j.Options.Params()
-	reg, err := registry.Open(j.Registry)
+	reg, err := registry.OpenURL(context.Background(), j.Registry)
 	if err != nil {
 		return "", err
 	}
+	defer reg.Close()
 	return reg.Publish(b)
 }
 
 // checkGate compares a validation recall with the stable version's: the version
 // the rollout state labels stable, else the newest one.
 func (j publishJob) checkGate(recall float64) error {
-	reg, err := registry.Open(j.Registry)
+	reg, err := registry.OpenURL(context.Background(), j.Registry)
 	if err != nil {
 		return err
 	}
+	defer reg.Close()
 	stable, err := reg.Latest(j.Model)
 	if errors.Is(err, registry.ErrNotFound) {
 		return nil // nothing to compare with

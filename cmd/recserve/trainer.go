@@ -51,7 +51,7 @@ func runTrainer(ctx context.Context, args []string) error {
 	fs.StringVar(&job.Consumer.Topic, "topic", "interactions", "event topic")
 	fs.StringVar(&job.Consumer.Group, "group", "recserve-trainer", "consumer group")
 	fs.StringVar(&job.LogDir, "log-dir", "./trainer-data", "directory of the event log: every event consumed, the training set")
-	fs.StringVar(&job.Registry, "registry", "./registry-data", "registry root directory")
+	fs.StringVar(&job.Registry, "registry", "./registry-data", registryUsage)
 	fs.StringVar(&job.Model, "model", "default", "model name")
 	fs.StringVar(&job.Items, "items", "", "optional item catalog (items.jsonl: id, category, available, attributes)")
 	fs.IntVar(&job.RetrainEvery, "retrain-every", 10000, "retrain after this many new events")
@@ -108,9 +108,11 @@ func (j trainerJob) run(ctx context.Context, log *slog.Logger) error {
 			return err
 		}
 	}
-	if _, err := registry.Open(j.Registry); err != nil { // fail at start, not at the first retrain
+	reg, err := registry.OpenURL(ctx, j.Registry) // fail at start, not at the first retrain
+	if err != nil {
 		return err
 	}
+	reg.Close()
 	el, err := eventlog.Open(j.LogDir)
 	if err != nil {
 		return err

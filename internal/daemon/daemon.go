@@ -27,7 +27,7 @@ import (
 
 // Config is what the serve command configures.
 type Config struct {
-	RegistryDir  string
+	Registry     string // a directory or s3://bucket/prefix (registry.OpenURL)
 	GRPCAddr     string // default 127.0.0.1:9090
 	HTTPAddr     string // default 127.0.0.1:8080; "off" disables the gateway
 	Models       []string
@@ -88,10 +88,11 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 	if err != nil {
 		return err
 	}
-	reg, err := registry.Open(cfg.RegistryDir)
+	reg, err := registry.OpenURL(ctx, cfg.Registry)
 	if err != nil {
 		return err
 	}
+	defer reg.Close()
 	tel, err := newTelemetry()
 	if err != nil {
 		return err

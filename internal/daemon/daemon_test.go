@@ -47,7 +47,7 @@ func startDaemon(t testing.TB, mods ...func(*Config)) (Addrs, *sampledata.Data) 
 	ready := make(chan Addrs, 1)
 	done := make(chan error, 1)
 	cfg := Config{
-		RegistryDir: reg.Root(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Registry: reg.Root(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		PollInterval: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Security: Security{Plaintext: true},
 	}
@@ -72,7 +72,7 @@ func startDaemon(t testing.TB, mods ...func(*Config)) (Addrs, *sampledata.Data) 
 }
 
 // publishSample trains a small model on data and publishes it.
-func publishSample(t testing.TB, reg *registry.FS, data *sampledata.Data, seed int64) string {
+func publishSample(t testing.TB, reg registry.Store, data *sampledata.Data, seed int64) string {
 	t.Helper()
 	d := trainer.NewDataset()
 	for _, e := range data.Events {
@@ -267,7 +267,7 @@ func TestGRPC(t *testing.T) {
 
 func TestRunFailsOnBusyPort(t *testing.T) {
 	addrs, _ := startDaemon(t)
-	err := Run(context.Background(), Config{RegistryDir: t.TempDir(), GRPCAddr: addrs.GRPC, Security: Security{Plaintext: true}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
+	err := Run(context.Background(), Config{Registry: t.TempDir(), GRPCAddr: addrs.GRPC, Security: Security{Plaintext: true}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
 	if err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("Run on a busy port: %v", err)
 	}
@@ -275,7 +275,7 @@ func TestRunFailsOnBusyPort(t *testing.T) {
 
 func TestMetricsPerVersion(t *testing.T) {
 	var regDir string
-	addrs, data := startDaemon(t, func(c *Config) { regDir = c.RegistryDir })
+	addrs, data := startDaemon(t, func(c *Config) { regDir = c.Registry })
 	base := "http://" + addrs.HTTP
 	// A corrupt new version is refused, counted, and version 1 keeps serving.
 	reg, err := registry.Open(regDir)

@@ -188,7 +188,7 @@ func TestSecurityOverREST(t *testing.T) {
 }
 
 func TestTLSRequiredUnlessPlaintext(t *testing.T) {
-	err := Run(context.Background(), Config{RegistryDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "off",
+	err := Run(context.Background(), Config{Registry: t.TempDir(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "off",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
 	if !errors.Is(err, errNoTLS) {
 		t.Fatalf("no TLS and no plaintext: %v, want errNoTLS", err)

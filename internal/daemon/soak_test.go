@@ -27,11 +27,13 @@ func TestSoak(t *testing.T) {
 	rp.start(t)
 	defer rp.stop()
 	var regDir string
-	addrs, data := startDaemon(t, withKafka, func(c *Config) { c.RedisAddr = rp.addr(); regDir = c.RegistryDir })
+	addrs, data := startDaemon(t, withKafka, func(c *Config) { c.RedisAddr = rp.addr(); regDir = c.Registry })
 	c := dial(t, addrs.GRPC)
 
-	ctx, stop := context.WithTimeout(context.Background(), duration)
+	// Traffic runs for duration, and on until the swapped version has served.
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	start := time.Now()
 	var ok, failed atomic.Int64
 	var versions sync.Map
 	fail := func(what string, err error) {
@@ -103,6 +105,13 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	swapped := publishSample(t, reg, data, 2) // a model swap under load
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, served := versions.Load(swapped); served {
+			break
+		}
+	}
+	time.Sleep(time.Until(start.Add(duration)))
+	stop()
 	wg.Wait()
 
 	if failed.Load() > 0 || ok.Load() == 0 {
