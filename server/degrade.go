@@ -1,33 +1,37 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// degradation counts answers degraded by a failing dependency and logs them at
-// most once per interval, so an outage does not flood the log.
-type degradation struct {
+// throttled counts occurrences of one kind of trouble (answers degraded by a
+// failing dependency, requests that failed on the server's side) and logs
+// them at most once per interval, so an outage does not flood the log.
+type throttled struct {
 	count atomic.Int64
 
 	mu   sync.Mutex
 	last time.Time
 }
 
-const degradeLogEvery = 10 * time.Second
+const throttleLogEvery = 10 * time.Second
 
-func (d *degradation) report(log *slog.Logger, msg string, err error) {
+// report counts one occurrence and logs it, with the count so far, unless
+// another was logged within the interval.
+func (d *throttled) report(ctx context.Context, log *slog.Logger, msg string, args ...any) {
 	n := d.count.Add(1)
 	d.mu.Lock()
-	due := time.Since(d.last) >= degradeLogEvery
+	due := time.Since(d.last) >= throttleLogEvery
 	if due {
 		d.last = time.Now()
 	}
 	d.mu.Unlock()
 	if due {
-		log.Warn(msg, "err", err, "degraded_total", n)
+		log.WarnContext(ctx, msg, append(args, "count_total", n)...)
 	}
 }
 

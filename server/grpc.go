@@ -36,7 +36,7 @@ func NewGRPCServer(s *Server, extra ...grpc.ServerOption) *grpc.Server {
 func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+			s.log.ErrorContext(ctx, "panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
 			err = status.Errorf(codes.Internal, "internal error")
 		}
 	}()

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/recserve/recserve/events"
@@ -126,6 +127,10 @@ func (s *Server) measureUnary(ctx context.Context, req any, info *grpc.UnaryServ
 	s.metrics.duration.Record(ctx, time.Since(start).Seconds(), attrs)
 	s.metrics.requests.Add(ctx, 1, metric.WithAttributes(attribute.String("rpc", rpc), attribute.String("code", code.Code_name[int32(status.Code(err))]),
 		attribute.String("model", by.model), attribute.String("version", by.version)))
+	switch c := status.Code(err); c {
+	case codes.Internal, codes.Unknown, codes.Unavailable, codes.DataLoss:
+		s.failures.report(ctx, s.log, "request failed", "rpc", rpc, "code", c.String(), "err", err)
+	}
 	return resp, err
 }
 

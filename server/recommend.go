@@ -162,7 +162,7 @@ func (s *Server) onlineUser(ctx context.Context, user string) online.User {
 	}
 	u, err := s.opts.Online.User(ctx, user)
 	if err != nil {
-		s.degraded.report(s.log, "online store unavailable; serving from the model alone", err)
+		s.degraded.report(ctx, s.log, "online store unavailable; serving from the model alone", "err", err)
 		return online.User{}
 	}
 	return u
@@ -186,7 +186,7 @@ func (s *Server) cached(ctx context.Context, key string) *recservev1.RecommendRe
 		s.metrics.cacheHits.Add(ctx, 1, recommendRPC)
 	}
 	if err != nil {
-		s.degraded.report(s.log, "response cache unavailable", err)
+		s.degraded.report(ctx, s.log, "response cache unavailable", "err", err)
 		return nil
 	}
 	if !ok {
@@ -208,7 +208,7 @@ func (s *Server) cache(ctx context.Context, key string, resp *recservev1.Recomme
 		return
 	}
 	if err := s.opts.Online.CacheSet(ctx, key, b, s.opts.CacheTTL); err != nil {
-		s.degraded.report(s.log, "response cache unavailable", err)
+		s.degraded.report(ctx, s.log, "response cache unavailable", "err", err)
 	}
 }
 

@@ -85,7 +85,8 @@ type Server struct {
 
 	reqPrefix string
 	reqSeq    atomic.Uint64
-	degraded  degradation
+	degraded  throttled // answers degraded by a failing dependency
+	failures  throttled // requests that failed on the server's side
 	stats     *stats
 	shadows   sync.WaitGroup
 	shadowSem chan struct{}

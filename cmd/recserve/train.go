@@ -43,7 +43,9 @@ type publishJob struct {
 	// version's by more than GateTolerance.
 	Gate          bool
 	GateTolerance float64
-	// Metrics are recorded in the manifest as they are (tune passes its validation results).
+	// Metrics are recorded in the manifest as they are (tune passes its
+	// validation results); run adds what it measures to the map, when there is
+	// one, so that the caller sees the manifest's metrics.
 	Metrics map[string]float64
 }
 
@@ -62,9 +64,9 @@ func publishFlags(fs *flag.FlagSet, j *publishJob) {
 
 // run trains, validates, gates and publishes; it returns the new version.
 func (j publishJob) run(ctx context.Context, d *trainer.Dataset) (string, error) {
-	metrics := map[string]float64{}
-	for k, v := range j.Metrics {
-		metrics[k] = v
+	metrics := j.Metrics
+	if metrics == nil {
+		metrics = map[string]float64{}
 	}
 	if j.Validation > 0 {
 		tr, val := d.Split(j.Validation, uint64(j.Options.Seed))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/recserve/recserve/eventlog"
 	"github.com/recserve/recserve/events"
+	"github.com/recserve/recserve/internal/telemetry"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 	"github.com/recserve/recserve/registry"
 	"github.com/recserve/recserve/trainer"
@@ -36,6 +37,7 @@ type trainerJob struct {
 	Options         trainer.Options
 	RetrainEvery    int
 	RetrainInterval time.Duration
+	MetricsAddr     string // where to serve /metrics; empty: nowhere
 
 	// Test hooks: afterStore runs after a batch of delivered events was stored
 	// (added of them new), before the batch is committed; published after a
@@ -56,6 +58,7 @@ func runTrainer(ctx context.Context, args []string) error {
 	fs.StringVar(&job.Items, "items", "", "optional item catalog (items.jsonl: id, category, available, attributes)")
 	fs.IntVar(&job.RetrainEvery, "retrain-every", 10000, "retrain after this many new events")
 	fs.DurationVar(&job.RetrainInterval, "retrain-interval", 10*time.Minute, "retrain this long after the last training when there are new events")
+	fs.StringVar(&job.MetricsAddr, "metrics-addr", "", "address to serve Prometheus /metrics on, e.g. :9100 (empty: no metrics)")
 	opts := trainFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -125,6 +128,14 @@ func (j trainerJob) run(ctx context.Context, log *slog.Logger) error {
 	r := &retrainer{job: j, log: log, el: el, catalog: catalog, kick: make(chan struct{}, 1)}
 	trained := readTrainerState(j.LogDir, j.Model, log)
 	r.pending.Store(int64(max(0, el.Len()-trained)))
+	tel, err := telemetry.New()
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
+	if r.metrics, err = newTrainerMetrics(tel.Meter(), r.pending.Load); err != nil {
+		return err
+	}
 	log.Info("trainer started", "events", el.Len(), "untrained", r.pending.Load(),
 		"brokers", j.Consumer.Brokers, "topic", j.Consumer.Topic, "group", j.Consumer.Group)
 	if r.pending.Load() >= int64(j.RetrainEvery) {
@@ -133,6 +144,11 @@ func (j trainerJob) run(ctx context.Context, log *slog.Logger) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if j.MetricsAddr != "" {
+		if err := serveTrainerMetrics(ctx, log, j.MetricsAddr, tel, j.Consumer); err != nil {
+			return err
+		}
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -150,6 +166,7 @@ type retrainer struct {
 	log     *slog.Logger
 	el      *eventlog.Log
 	catalog []registry.Item
+	metrics *trainerMetrics
 
 	pending atomic.Int64  // events stored since the last published training began
 	kick    chan struct{} // pending reached RetrainEvery
@@ -174,6 +191,7 @@ func (r *retrainer) store(_ context.Context, evs []*recservev1.Event) error {
 	if err != nil {
 		return err
 	}
+	r.metrics.storedEvents(added)
 	if r.job.afterStore != nil {
 		r.job.afterStore(len(evs), added)
 	}
@@ -232,9 +250,11 @@ func (r *retrainer) retrain(ctx context.Context) error {
 	}
 	var version string
 	if err == nil {
+		start := time.Now()
 		metrics := map[string]float64{"events": float64(stored), "interactions": float64(d.NumInteractions())}
 		pj := publishJob{Registry: r.job.Registry, Model: r.job.Model, Catalog: r.catalog, Options: r.job.Options, Metrics: metrics}
 		version, err = pj.run(ctx, d)
+		r.metrics.trained(r.job.Model, time.Since(start), version, metrics, err)
 	}
 	if err != nil {
 		r.pending.Add(took)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,6 +155,12 @@ func TestTrainerEndToEnd(t *testing.T) {
 		want.Add(ev.UserId, ev.ItemId, float32(ev.Weight))
 	}
 	regDir := filepath.Join(dir, "registry")
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := lis.Addr().String()
+	lis.Close()
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -161,7 +170,7 @@ func TestTrainerEndToEnd(t *testing.T) {
 			"-brokers", strings.Join(e.Addrs(), ","), "-topic", trainerTopic, "-group", "t-e2e",
 			"-log-dir", filepath.Join(dir, "log"), "-registry", regDir, "-model", "rt", "-items", itemsPath,
 			"-retrain-every", "300", "-retrain-interval", "500ms",
-			"-factors", "8", "-iterations", "2", "-workers", "1",
+			"-factors", "8", "-iterations", "2", "-workers", "1", "-metrics-addr", metricsAddr,
 		})
 	}()
 	// A third of the events, then all of them: the first third is delivered twice.
@@ -201,6 +210,31 @@ func TestTrainerEndToEnd(t *testing.T) {
 	if versions, _ := reg.Versions("rt"); len(versions) < 2 {
 		t.Errorf("published %d versions, want at least 2 (retrain every 300 of %d events)", len(versions), len(evs))
 	}
+
+	// The trainer's /metrics: trainings, stored events, the published version's
+	// metrics and the group's lag (committed after the store: 0 when idle).
+	var text string
+	waitFor(t, 10*time.Second, "the trainer's metrics of the last version", func() bool {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		text = string(body)
+		return strings.Contains(text, fmt.Sprintf(`recserve_trained_model_metric{metric="events",model="rt",version="%s"} %d`, m.Version, len(evs))) &&
+			strings.Contains(text, `recserve_consumer_lag{group="t-e2e",partition="0",topic="interactions"} 0`)
+	})
+	for _, want := range []string{
+		`recserve_training_duration_seconds_count{model="rt",result="ok"}`,
+		fmt.Sprintf("recserve_trainer_events_stored_total %d", len(evs)),
+		"recserve_trainer_untrained_events 0",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("trainer /metrics lacks %q:\n%s", want, text)
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("trainer returned %v after ctx was canceled", err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/recserve/recserve/gateway"
 	"github.com/recserve/recserve/index"
+	"github.com/recserve/recserve/internal/telemetry"
 	"github.com/recserve/recserve/registry"
 	"github.com/recserve/recserve/server"
 )
@@ -93,23 +94,23 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 		return err
 	}
 	defer reg.Close()
-	tel, err := newTelemetry()
+	tel, err := telemetry.New()
 	if err != nil {
 		return err
 	}
-	defer tel.close()
+	defer tel.Close()
 	rt, err := startRealtime(cfg)
 	if err != nil {
 		return err
 	}
 	defer rt.close()
-	if err := rt.observeLag(tel.meter()); err != nil {
+	if err := rt.observeLag(tel.Meter()); err != nil {
 		return err
 	}
 	srv, err := server.New(server.Options{
 		Registry: reg, Models: cfg.Models, DefaultModel: cfg.DefaultModel,
 		Index: cfg.Index, PollInterval: cfg.PollInterval, Logger: log,
-		Online: rt.store, CacheTTL: cfg.CacheTTL, Events: rt.sink(), Meter: tel.meter(),
+		Online: rt.store, CacheTTL: cfg.CacheTTL, Events: rt.sink(), Meter: tel.Meter(),
 	})
 	if err != nil {
 		return err
@@ -151,7 +152,7 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 			return fmt.Errorf("http listen: %w", err)
 		}
 		root := http.NewServeMux()
-		root.Handle("GET /metrics", tel.handler)
+		root.Handle("GET /metrics", tel.Handler())
 		root.Handle("/", h)
 		traced := otelhttp.NewHandler(root, "recserve-gateway", otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(prop))
 		httpSrv = &http.Server{Handler: traced, ReadHeaderTimeout: 5 * time.Second, TLSConfig: sec.serverTLS,

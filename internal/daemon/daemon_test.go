@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/recserve/recserve/logs"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 	"github.com/recserve/recserve/registry"
 	"github.com/recserve/recserve/sampledata"
@@ -366,4 +369,56 @@ func TestTraceSpansGatewayAndServer(t *testing.T) {
 	if !serverSpan.Parent().IsValid() || !serverSpan.Parent().IsRemote() {
 		t.Fatalf("server span's parent %v: want the gateway's client span, across the wire", serverSpan.Parent())
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the daemon's goroutines to write.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestLogsCarryTraceIDs: a request that fails on the server's side (no model
+// loaded yet: UNAVAILABLE) is logged as JSON with the trace id of its spans.
+func TestLogsCarryTraceIDs(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	var out syncBuffer
+	addrs, _ := startDaemon(t, func(c *Config) {
+		c.Registry, c.TracerProvider, c.Logger = t.TempDir(), tp, logs.NewJSON(&out, slog.LevelInfo)
+	})
+	if code := getJSON(t, "http://"+addrs.HTTP+"/v1/users/u1/recommendations", nil); code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d with no model loaded, want 503", code)
+	}
+	var serverSpan sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.SpanKind() == oteltrace.SpanKindServer && s.Name() == "recserve.v1.RecommendService/Recommend" {
+			serverSpan = s
+		}
+	}
+	if serverSpan == nil {
+		t.Fatal("no server span")
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		var r map[string]any
+		if json.Unmarshal([]byte(line), &r) == nil && r["msg"] == "request failed" {
+			if r["trace_id"] != serverSpan.SpanContext().TraceID().String() || r["code"] != "Unavailable" || r["rpc"] != "Recommend" {
+				t.Fatalf("log line %s, want trace %s", line, serverSpan.SpanContext().TraceID())
+			}
+			return
+		}
+	}
+	t.Fatalf("no \"request failed\" line in:\n%s", out.String())
 }

@@ -6,13 +6,12 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"os"
-	"strconv"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/recserve/recserve/events"
+	"github.com/recserve/recserve/internal/telemetry"
 	"github.com/recserve/recserve/online"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 	"github.com/recserve/recserve/server"
@@ -66,30 +65,12 @@ func startRealtime(cfg Config) (*realtime, error) {
 	return rt, nil
 }
 
-// observeLag exports the consumer group's lag as recserve_consumer_lag, read from
-// the brokers at each collection.
+// observeLag exports the consumer group's lag as recserve_consumer_lag.
 func (rt *realtime) observeLag(m metric.Meter) error {
 	if rt.lag == nil {
 		return nil
 	}
-	g, err := m.Int64ObservableGauge("recserve_consumer_lag", metric.WithDescription("records between the group's committed offset and the partition end"))
-	if err != nil {
-		return err
-	}
-	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		lags, err := rt.lag.Lag(ctx, rt.group)
-		if err != nil {
-			return nil // the broker is away: no sample rather than a failed scrape
-		}
-		for _, l := range lags {
-			o.ObserveInt64(g, l.Lag, metric.WithAttributes(attribute.String("group", rt.group),
-				attribute.String("topic", l.Topic), attribute.String("partition", strconv.Itoa(int(l.Partition)))))
-		}
-		return nil
-	}, g)
-	return err
+	return telemetry.ObserveConsumerLag(m, rt.lag, rt.group)
 }
 
 // sink returns the producer as the server's EventSink, or nil when there is none.

@@ -21,6 +21,7 @@ containers:
       - -topic=$(RECSERVE_KAFKA_TOPIC)
       - -registry=$(RECSERVE_REGISTRY)
       - -log-dir={{ .Values.trainer.eventLog.mountPath }}
+      - -metrics-addr=:{{ .Values.trainer.metricsPort }}
       {{- with .Values.trainer.model }}
       - -model={{ . }}
       {{- end }}
@@ -32,6 +33,9 @@ containers:
       - {{ . | quote }}
       {{- end }}
       {{- end }}
+    ports:
+      - name: metrics
+        containerPort: {{ .Values.trainer.metricsPort }}
     envFrom:
       {{- include "recserve.envFrom" . | nindent 6 }}
     resources:
@@ -85,6 +89,12 @@ labels:
   app.kubernetes.io/component: trainer
 annotations:
   checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+  {{- if .Values.metrics.annotations }}
+  prometheus.io/scrape: "true"
+  prometheus.io/port: {{ .Values.trainer.metricsPort | quote }}
+  prometheus.io/path: {{ .Values.metrics.path | quote }}
+  prometheus.io/scheme: "http"
+  {{- end }}
   {{- with .Values.trainer.podAnnotations }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
