@@ -68,6 +68,10 @@ func newInstruments(m metric.Meter, s *Server) (*instruments, error) {
 	if err != nil {
 		return nil, err
 	}
+	indexed, err := m.Int64ObservableGauge("recserve_index_items", metric.WithDescription("items in each loaded version's retrieval index"))
+	if err != nil {
+		return nil, err
+	}
 	failures, err := m.Int64ObservableGauge("recserve_model_load_failures", metric.WithDescription("versions that could not be loaded (corrupt or unreadable); the served ones keep serving"))
 	if err != nil {
 		return nil, err
@@ -95,12 +99,13 @@ func newInstruments(m metric.Meter, s *Server) (*instruments, error) {
 					role = "canary"
 				}
 				o.ObserveInt64(info, 1, metric.WithAttributes(attribute.String("model", name), attribute.String("version", ver), attribute.String("role", role)))
-				o.ObserveFloat64(age, now.Sub(snap.bundle.Manifest.CreatedAt).Seconds(),
-					metric.WithAttributes(attribute.String("model", name), attribute.String("version", ver)))
+				version := metric.WithAttributes(attribute.String("model", name), attribute.String("version", ver))
+				o.ObserveFloat64(age, now.Sub(snap.bundle.Manifest.CreatedAt).Seconds(), version)
+				o.ObserveInt64(indexed, int64(snap.items.Len()), version)
 			}
 		}
 		return nil
-	}, loaded, info, age, failures)
+	}, loaded, info, age, indexed, failures)
 	return &in, err
 }
 

@@ -285,6 +285,10 @@ func TestMetricsPerVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	v1, err := reg.Load("demo", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	bad := publishSample(t, reg, data, 9)
 	vectors := filepath.Join(regDir, "demo", bad, registry.ItemVectorsFile)
 	raw, err := os.ReadFile(vectors)
@@ -318,6 +322,7 @@ func TestMetricsPerVersion(t *testing.T) {
 		`recserve_models_loaded 1`,
 		`recserve_model_load_failures{model="demo"} 1`,
 		`recserve_model_version_age_seconds{model="demo",version="1"}`,
+		fmt.Sprintf(`recserve_index_items{model="demo",version="1"} %d`, len(v1.Items)),
 		`go_goroutines`,
 	} {
 		if !strings.Contains(text, want) {
