@@ -9,6 +9,8 @@ import (
 
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -37,6 +39,9 @@ type ConsumerConfig struct {
 	SessionTimeout time.Duration
 	// CommitTimeout bounds the commit of a handled batch (DefaultCommitTimeout).
 	CommitTimeout time.Duration
+	// TracerProvider receives a span per handled batch, linked to the spans
+	// that produced its records (nil: none); handle gets it in its context.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *ConsumerConfig) setDefaults() error {
@@ -86,6 +91,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, handle f
 		return err
 	}
 	log = orDiscard(log).With("topic", cfg.Topic, "group", cfg.Group)
+	tr := tracer(cfg.TracerProvider)
 	heartbeat := min(3*time.Second, cfg.SessionTimeout/3)
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(cfg.Brokers...),
@@ -116,9 +122,16 @@ func Consume(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, handle f
 			fetchErrs++
 			log.Warn("fetch error", "partition", partition, "err", err)
 		})
-		evs := decode(fetches, log)
+		evs, recs := decode(fetches, log)
 		if len(evs) > 0 {
-			if err := handle(ctx, evs); err != nil {
+			sctx, span := tr.Start(ctx, "process "+cfg.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
+				spanAttrs(cfg.Topic, len(evs)), trace.WithLinks(links(recs)...))
+			err := handle(sctx, evs)
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+			if err != nil {
 				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 					return nil
 				}
@@ -141,10 +154,11 @@ func Consume(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, handle f
 	}
 }
 
-// decode returns the events of the polled records, skipping (and logging) the
-// ones that are not a marshaled Event.
-func decode(fetches kgo.Fetches, log *slog.Logger) []*recservev1.Event {
+// decode returns the events of the polled records and their records,
+// skipping (and logging) the ones that are not a marshaled Event.
+func decode(fetches kgo.Fetches, log *slog.Logger) ([]*recservev1.Event, []*kgo.Record) {
 	evs := make([]*recservev1.Event, 0, fetches.NumRecords())
+	recs := make([]*kgo.Record, 0, fetches.NumRecords())
 	fetches.EachRecord(func(r *kgo.Record) {
 		e := new(recservev1.Event)
 		err := proto.Unmarshal(r.Value, e)
@@ -156,6 +170,7 @@ func decode(fetches kgo.Fetches, log *slog.Logger) []*recservev1.Event {
 			return
 		}
 		evs = append(evs, e)
+		recs = append(recs, r)
 	})
-	return evs
+	return evs, recs
 }

@@ -10,6 +10,8 @@ import (
 
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -42,6 +44,9 @@ type ProducerConfig struct {
 	CloseTimeout time.Duration
 	// Logger receives the Kafka client's warnings and errors (nil: discarded).
 	Logger *slog.Logger
+	// TracerProvider receives a span per Produce call (nil: none). Records
+	// carry the caller's trace context in their headers either way.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *ProducerConfig) setDefaults() error {
@@ -66,8 +71,9 @@ func (c *ProducerConfig) setDefaults() error {
 // Producer writes events to the topic with an idempotent producer and acks from
 // all in-sync replicas. It is safe for concurrent use.
 type Producer struct {
-	cfg ProducerConfig
-	cl  *kgo.Client
+	cfg    ProducerConfig
+	cl     *kgo.Client
+	tracer trace.Tracer
 
 	mu     sync.RWMutex // guards closed against wg.Add
 	closed bool
@@ -92,7 +98,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events: producer: %w", err)
 	}
-	return &Producer{cfg: cfg, cl: cl}, nil
+	return &Producer{cfg: cfg, cl: cl, tracer: tracer(cfg.TracerProvider)}, nil
 }
 
 // Produce writes evs, one record each keyed by user id, and returns once the
@@ -102,10 +108,17 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 // the error wraps ErrUnavailable; some of the events may have been written, so
 // the caller retries the whole batch and consumers deduplicate by event id.
 // When ctx is canceled (not timed out) the error is ctx's, without ErrUnavailable.
-func (p *Producer) Produce(ctx context.Context, evs []*recservev1.Event) error {
+func (p *Producer) Produce(ctx context.Context, evs []*recservev1.Event) (err error) {
 	if len(evs) == 0 {
 		return nil
 	}
+	ctx, span := p.tracer.Start(ctx, "send "+p.cfg.Topic, trace.WithSpanKind(trace.SpanKindProducer), spanAttrs(p.cfg.Topic, len(evs)))
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	recs := make([]*kgo.Record, len(evs))
 	for i, e := range evs {
 		v, err := proto.Marshal(e)
@@ -113,6 +126,7 @@ func (p *Producer) Produce(ctx context.Context, evs []*recservev1.Event) error {
 			return fmt.Errorf("events: encode events[%d]: %w", i, err)
 		}
 		recs[i] = &kgo.Record{Key: []byte(e.GetUserId()), Value: v}
+		propagator.Inject(ctx, headers{recs[i]})
 	}
 
 	p.mu.RLock()
@@ -131,7 +145,6 @@ func (p *Producer) Produce(ctx context.Context, evs []*recservev1.Event) error {
 		defer p.wg.Done()
 		done <- p.cl.ProduceSync(ctx, recs...).FirstErr()
 	}()
-	var err error
 	select {
 	case err = <-done:
 	case <-ctx.Done():

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/recserve/recserve/events"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
@@ -74,6 +75,8 @@ type RedisOptions struct {
 	// Timeout bounds every Redis call (default 100ms): an unreachable Redis costs a
 	// request at most this much before it degrades.
 	Timeout time.Duration
+	// TracerProvider receives a client span per Redis command (nil: none).
+	TracerProvider trace.TracerProvider
 }
 
 // NewRedis connects lazily: it never fails for an unreachable server.
@@ -92,6 +95,9 @@ func NewRedis(o RedisOptions) *Redis {
 		DialTimeout: o.Timeout, ReadTimeout: o.Timeout, WriteTimeout: o.Timeout,
 		PoolTimeout: o.Timeout, MaxRetries: 1, DialerRetries: 1, ContextTimeoutEnabled: true,
 	})
+	if o.TracerProvider != nil {
+		rdb.AddHook(tracing{o.TracerProvider.Tracer("github.com/recserve/recserve/online")})
+	}
 	return &Redis{rdb: rdb, prefix: o.Prefix, ttl: o.TTL}
 }
 

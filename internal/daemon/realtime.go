@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/recserve/recserve/events"
 	"github.com/recserve/recserve/internal/telemetry"
@@ -28,12 +29,13 @@ type realtime struct {
 	topic    string
 	group    string
 	lag      *events.LagReader
+	tracing  trace.TracerProvider
 }
 
 func startRealtime(cfg Config) (*realtime, error) {
-	rt := &realtime{brokers: cfg.KafkaBrokers, topic: cfg.Topic}
+	rt := &realtime{brokers: cfg.KafkaBrokers, topic: cfg.Topic, tracing: cfg.TracerProvider}
 	if cfg.RedisAddr != "" {
-		rt.redis = online.NewRedis(online.RedisOptions{Addr: cfg.RedisAddr})
+		rt.redis = online.NewRedis(online.RedisOptions{Addr: cfg.RedisAddr, TracerProvider: cfg.TracerProvider})
 		rt.store = rt.redis
 		// Replicas share Redis, so they share one consumer group: each event is applied once.
 		rt.group = "recserve-server"
@@ -51,7 +53,7 @@ func startRealtime(cfg Config) (*realtime, error) {
 		rt.embedded, rt.brokers = emb, emb.Addrs()
 	}
 	if len(rt.brokers) > 0 {
-		p, err := events.NewProducer(events.ProducerConfig{Brokers: rt.brokers, Topic: cfg.Topic, Logger: cfg.Logger})
+		p, err := events.NewProducer(events.ProducerConfig{Brokers: rt.brokers, Topic: cfg.Topic, Logger: cfg.Logger, TracerProvider: cfg.TracerProvider})
 		if err != nil {
 			rt.close()
 			return nil, err
@@ -84,7 +86,7 @@ func (rt *realtime) sink() server.EventSink {
 // consume applies the event stream to the online store until ctx is done. A store
 // outage holds the batch (and its offsets) and retries, so nothing is lost.
 func (rt *realtime) consume(ctx context.Context, log *slog.Logger, srv *server.Server) error {
-	cfg := events.ConsumerConfig{Brokers: rt.brokers, Topic: rt.topic, Group: rt.group}
+	cfg := events.ConsumerConfig{Brokers: rt.brokers, Topic: rt.topic, Group: rt.group, TracerProvider: rt.tracing}
 	return events.Consume(ctx, cfg, log, func(ctx context.Context, evs []*recservev1.Event) error {
 		backoff := 10 * time.Millisecond
 		for {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"io"
 	"net/http"
 	"slices"
@@ -219,4 +222,58 @@ func BenchmarkIngest(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "events/s")
+}
+
+// TestTraceThroughKafka: an event posted over REST is one trace from the
+// gateway through the server to the Kafka producer, and the span of the
+// consumer that applied it links to that producer span.
+func TestTraceThroughKafka(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	addrs, data := startDaemon(t, withKafka, func(c *Config) { c.TracerProvider = tp })
+	e := data.Events[0]
+	body, _ := protojson.Marshal(&recservev1.RecordEventsRequest{Events: []*recservev1.Event{
+		{EventId: "traced-1", UserId: e.UserID, ItemId: e.ItemID, Type: recservev1.EventType_EVENT_TYPE_CLICK},
+	}})
+	resp, err := http.Post("http://"+addrs.HTTP+"/v1/events", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/events: %d", resp.StatusCode)
+	}
+
+	find := func(kind oteltrace.SpanKind, name string) sdktrace.ReadOnlySpan {
+		for _, s := range rec.Ended() {
+			if s.SpanKind() == kind && strings.HasPrefix(s.Name(), name) {
+				return s
+			}
+		}
+		return nil
+	}
+	var consumed sdktrace.ReadOnlySpan
+	deadline := time.Now().Add(10 * time.Second)
+	for consumed == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		consumed = find(oteltrace.SpanKindConsumer, "process interactions")
+	}
+	gateway := find(oteltrace.SpanKindServer, "POST /")
+	server := find(oteltrace.SpanKindServer, "recserve.v1.EventService/RecordEvents")
+	produced := find(oteltrace.SpanKindProducer, "send interactions")
+	if gateway == nil || server == nil || produced == nil || consumed == nil {
+		var names []string
+		for _, s := range rec.Ended() {
+			names = append(names, s.SpanKind().String()+" "+s.Name())
+		}
+		t.Fatalf("spans %q: want gateway, server, producer and consumer", names)
+	}
+	trace := gateway.SpanContext().TraceID()
+	if server.SpanContext().TraceID() != trace || produced.SpanContext().TraceID() != trace || produced.Parent().SpanID() != server.SpanContext().SpanID() {
+		t.Fatalf("gateway, server and producer spans are not one trace: %s %s %s", trace, server.SpanContext().TraceID(), produced.SpanContext().TraceID())
+	}
+	if !slices.ContainsFunc(consumed.Links(), func(l sdktrace.Link) bool { return l.SpanContext.SpanID() == produced.SpanContext().SpanID() }) {
+		t.Fatalf("consumer span links %v, want the producer span %s", consumed.Links(), produced.SpanContext().SpanID())
+	}
 }

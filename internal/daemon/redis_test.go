@@ -3,10 +3,15 @@ package daemon
 import (
 	"context"
 	"fmt"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"net"
+	"net/http"
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -121,4 +126,35 @@ func TestRedisOutageUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, c, req, func(r *recservev1.RecommendResponse) bool { return !slices.Contains(itemIDs(r), top) })
+}
+
+// TestTraceIntoRedis: the Redis commands of a REST request (the user's online
+// state, the response cache) are spans of the request's trace.
+func TestTraceIntoRedis(t *testing.T) {
+	rp := &redisProc{port: freePort(t)}
+	rp.start(t)
+	defer rp.stop()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	addrs, data := startDaemon(t, func(c *Config) { c.RedisAddr, c.TracerProvider = rp.addr(), tp })
+	if code := getJSON(t, "http://"+addrs.HTTP+"/v1/users/"+data.Events[0].UserID+"/recommendations?n=3", nil); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	var server sdktrace.ReadOnlySpan
+	redisSpans := map[oteltrace.TraceID]int{}
+	for _, s := range rec.Ended() {
+		switch {
+		case s.SpanKind() == oteltrace.SpanKindServer && s.Name() == "recserve.v1.RecommendService/Recommend":
+			server = s
+		case s.SpanKind() == oteltrace.SpanKindClient && strings.HasPrefix(s.Name(), "redis "):
+			redisSpans[s.SpanContext().TraceID()]++
+		}
+	}
+	if server == nil {
+		t.Fatal("no server span")
+	}
+	if n := redisSpans[server.SpanContext().TraceID()]; n < 2 {
+		t.Fatalf("%d Redis spans in the request's trace, want the state read and the cache: %v", n, redisSpans)
+	}
 }
