@@ -77,13 +77,7 @@ func BenchmarkSearch(b *testing.B) {
 func BenchmarkSearchEf(b *testing.B) {
 	for _, ef := range []int{10, 16, 32, 64, 128} {
 		b.Run(fmt.Sprintf("ef=%d", ef), func(b *testing.B) {
-			base := benchIndex(b, KindHNSW).(*HNSW)
-			h := &HNSW{}
-			*h = HNSW{vecs: base.vecs, dim: base.dim, n: base.n, m: base.m, m0: base.m0,
-				efSearch: ef, levels: base.levels, links0: base.links0, upperOff: base.upperOff,
-				upper: base.upper, entry: base.entry, topLevel: base.topLevel}
-			h.pool.New = func() any { return newScratch(h.n) }
-			benchSearch(b, h, nil)
+			benchSearch(b, benchIndex(b, KindHNSW).(*HNSW).WithEfSearch(ef), nil)
 		})
 	}
 }
