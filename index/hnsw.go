@@ -43,6 +43,8 @@ type scratch struct {
 	gen     uint16
 	near    nearHeap
 	far     farHeap
+	ids     []int32   // unvisited neighbours of the expanded node
+	dists   []float32 // their inner products with the query
 
 	// build only
 	links      []int32
