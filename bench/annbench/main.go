@@ -5,7 +5,10 @@
 // to a temporary directory, builds our HNSW, sweeps efSearch measuring
 // recall@k and queries per CPU-second (one goroutine, process CPU time from
 // getrusage), then runs hnswlib_bench.py (embedded) with the same data and
-// sweep, and prints one table. Without python3-hnswlib it reports only ours.
+// sweep, and hnswlib_bench.cc (embedded, compiled with g++ -O3
+// -march=native against libhnswlib-dev), and prints one table. A backend
+// whose interpreter, library or compiler is missing is reported as not
+// measured.
 //
 //	go run ./bench/annbench -n 200000
 //	go run ./bench/annbench -n 1000000 -efs 16,32,64
@@ -38,6 +41,9 @@ import (
 //go:embed hnswlib_bench.py
 var hnswlibScript []byte
 
+//go:embed native/hnswlib_bench.cc
+var hnswlibCxx []byte
+
 var (
 	flagN        = flag.Int("n", 200000, "catalog size")
 	flagDim      = flag.Int("dim", 64, "vector dimension")
@@ -53,7 +59,8 @@ var (
 	flagReps     = flag.Int("reps", 5, "timed passes over the queries per ef; the fastest counts")
 	flagTarget   = flag.Float64("target", 0.95, "recall@k at which the backends are compared")
 	flagPython   = flag.String("python", "", "python interpreter with hnswlib (default: python3, then /usr/bin/python3)")
-	flagNoLib    = flag.Bool("no-hnswlib", false, "measure only our HNSW")
+	flagNoLib    = flag.Bool("no-hnswlib", false, "skip hnswlib's Python module")
+	flagCxx      = flag.String("cxx", "g++", "C++ compiler for hnswlib_bench.cc; empty skips hnswlib's C++ library")
 	flagKeep     = flag.Bool("keep", false, "keep the temporary data directory")
 )
 
@@ -102,9 +109,16 @@ func main() {
 	runtime.GC()
 
 	if !*flagNoLib {
-		lib, err := hnswlib(dir, efs)
+		lib, err := hnswlibPython(dir, efs)
 		if err != nil {
-			log.Printf("hnswlib not measured: %v", err)
+			log.Printf("hnswlib (Python) not measured: %v", err)
+		}
+		rows = append(rows, lib...)
+	}
+	if *flagCxx != "" {
+		lib, err := hnswlibNative(dir, efs)
+		if err != nil {
+			log.Printf("hnswlib (C++) not measured: %v", err)
 		}
 		rows = append(rows, lib...)
 	}
@@ -192,8 +206,9 @@ func saveLoad(dir string, h *index.HNSW, vecs, queries []float32, dim, k int) {
 	log.Printf("ours: saved %.1f MiB in %.2f s, loaded in %.2f s; %d of %d queries identical after loading", mib(size), saveS, loadS, same, nq)
 }
 
-// hnswlib runs the embedded script; it fails if no interpreter imports hnswlib.
-func hnswlib(dir string, efs []int) ([]row, error) {
+// hnswlibPython runs the embedded Python script; it fails if no
+// interpreter imports hnswlib.
+func hnswlibPython(dir string, efs []int) ([]row, error) {
 	py := *flagPython
 	if py == "" {
 		for _, cand := range []string{"python3", "/usr/bin/python3"} {
@@ -210,16 +225,35 @@ func hnswlib(dir string, efs []int) ([]row, error) {
 	if err := os.WriteFile(script, hnswlibScript, 0o644); err != nil {
 		return nil, err
 	}
+	return runBackend(exec.Command(py, script), dir, efs)
+}
+
+// hnswlibNative compiles the embedded C++ program against libhnswlib-dev
+// with -O3 -march=native and runs it.
+func hnswlibNative(dir string, efs []int) ([]row, error) {
+	src, bin := filepath.Join(dir, "hnswlib_bench.cc"), filepath.Join(dir, "hnswlib_bench")
+	if err := os.WriteFile(src, hnswlibCxx, 0o644); err != nil {
+		return nil, err
+	}
+	cc := exec.Command(*flagCxx, "-O3", "-march=native", "-std=c++17", "-pthread", "-o", bin, src)
+	if out, err := cc.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("compiling (apt-get install -y libhnswlib-dev g++?): %v\n%s", err, out)
+	}
+	return runBackend(exec.Command(bin), dir, efs)
+}
+
+// runBackend runs cmd with the common arguments and parses its JSON lines.
+func runBackend(cmd *exec.Cmd, dir string, efs []int) ([]row, error) {
 	efStrs := make([]string, len(efs))
 	for i, ef := range efs {
 		efStrs[i] = strconv.Itoa(ef)
 	}
-	cmd := exec.Command(py, script, dir, strconv.Itoa(*flagM), strconv.Itoa(*flagEfC),
+	cmd.Args = append(cmd.Args, dir, strconv.Itoa(*flagM), strconv.Itoa(*flagEfC),
 		strconv.Itoa(*flagWorkers), strconv.Itoa(*flagK), strconv.Itoa(*flagReps), strings.Join(efStrs, ","))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", py, err)
+		return nil, fmt.Errorf("%s: %w", cmd.Path, err)
 	}
 	var rows []row
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
@@ -259,11 +293,10 @@ func printTable(rows []row) {
 			fmt.Printf("%s: no efSearch reached recall@%d %.2f\n", name, *flagK, *flagTarget)
 		}
 	}
-	if len(order) == 2 {
-		a, okA := best[order[0]]
-		b, okB := best[order[1]]
-		if okA && okB {
-			fmt.Printf("ratio %s / %s: %.2f\n", order[0], order[1], a.QPSCPU/b.QPSCPU)
+	ours, ok := best["ours"]
+	for _, name := range order {
+		if b, okB := best[name]; ok && okB && name != "ours" {
+			fmt.Printf("ratio ours / %s: %.2f\n", name, ours.QPSCPU/b.QPSCPU)
 		}
 	}
 }
