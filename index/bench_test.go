@@ -3,6 +3,7 @@ package index
 import (
 	"flag"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 )
@@ -14,6 +15,7 @@ var (
 	benchDim      = flag.Int("index.dim", 64, "benchmark vector dimension")
 	benchClusters = flag.Int("index.clusters", 100, "benchmark mixture clusters")
 	benchQueries  = flag.Int("index.queries", 1000, "benchmark queries")
+	benchGraph    = flag.String("index.graph", "", "HNSW graph file: loaded if it matches the data, else built and saved")
 )
 
 // benchState caches the data and built indexes across benchmarks.
@@ -43,12 +45,43 @@ func benchIndex(b *testing.B, kind Kind) Index {
 	if idx, ok := benchState.indexes[kind]; ok {
 		return idx
 	}
-	idx, err := Build(d.vecs, d.dim, Options{Kind: kind})
-	if err != nil {
-		b.Fatal(err)
+	var idx Index
+	if kind == KindHNSW && *benchGraph != "" {
+		idx = cachedGraph(b, d)
+	} else {
+		var err error
+		if idx, err = Build(d.vecs, d.dim, Options{Kind: kind}); err != nil {
+			b.Fatal(err)
+		}
 	}
 	benchState.indexes[kind] = idx
 	return idx
+}
+
+// cachedGraph loads the -index.graph file, or builds the default HNSW and
+// saves it there if the file is missing or was built over other data.
+func cachedGraph(b *testing.B, d *dataset) *HNSW {
+	if f, err := os.Open(*benchGraph); err == nil {
+		h, err := ReadHNSW(f, d.vecs, d.dim)
+		f.Close()
+		if err == nil {
+			return h
+		}
+		b.Logf("rebuilding %s: %v", *benchGraph, err)
+	}
+	h, err := NewHNSW(d.vecs, d.dim, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Create(*benchGraph)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := h.WriteTo(f); err != nil {
+		b.Fatal(err)
+	}
+	return h
 }
 
 // benchSearch times single-threaded k=10 searches cycling through the
@@ -77,13 +110,7 @@ func BenchmarkSearch(b *testing.B) {
 func BenchmarkSearchEf(b *testing.B) {
 	for _, ef := range []int{10, 16, 32, 64, 128} {
 		b.Run(fmt.Sprintf("ef=%d", ef), func(b *testing.B) {
-			base := benchIndex(b, KindHNSW).(*HNSW)
-			h := &HNSW{}
-			*h = HNSW{vecs: base.vecs, dim: base.dim, n: base.n, m: base.m, m0: base.m0,
-				efSearch: ef, levels: base.levels, links0: base.links0, upperOff: base.upperOff,
-				upper: base.upper, entry: base.entry, topLevel: base.topLevel}
-			h.pool.New = func() any { return newScratch(h.n) }
-			benchSearch(b, h, nil)
+			benchSearch(b, benchIndex(b, KindHNSW).(*HNSW).WithEfSearch(ef), nil)
 		})
 	}
 }

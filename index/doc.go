@@ -13,4 +13,8 @@
 // All backends apply a [Filter] during retrieval rather than afterwards, so
 // a filtered search still returns k allowed items when k exist. Every
 // backend is immutable after construction and safe for concurrent Search.
+//
+// A built [HNSW] graph can be saved with [HNSW.WriteTo] and loaded over the
+// same vectors with [ReadHNSW], which is much faster than building it and
+// refuses corrupt, truncated or mismatched input with an error.
 package index

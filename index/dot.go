@@ -1,9 +1,10 @@
 package index
 
 // Dot returns the inner product of a and b over len(a) elements; b must be
-// at least as long as a. It is plain Go, unrolled by 8 with four
-// accumulators, and is the single scoring kernel of every backend, so equal
-// inputs give bit-identical scores across backends.
+// at least as long as a. It is the single scoring kernel of every backend,
+// so equal inputs give bit-identical scores across backends. On amd64 with
+// AVX2 and FMA it runs an assembly kernel over the largest multiple of 8
+// elements and adds the rest in Go; elsewhere it is dotGo.
 //
 // Dot only reads its arguments, which in this package are the immutable
 // vectors matrix and the caller's query, so it is excluded from race
@@ -13,6 +14,23 @@ package index
 //
 //go:norace
 func Dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	if !haveAVX2 || len(a) < 8 {
+		return dotGo(a, b)
+	}
+	n8 := len(a) &^ 7
+	s := dotAVX2(&a[0], &b[0], n8)
+	for i := n8; i < len(a); i++ {
+		s += a[i] * b[i]
+	}
+	return s
+}
+
+// dotGo is the portable kernel and the reference for the assembly one:
+// plain Go, unrolled by 8 with four accumulators.
+//
+//go:norace
+func dotGo(a, b []float32) float32 {
 	b = b[:len(a)]
 	var s0, s1, s2, s3 float32
 	i := 0
@@ -28,4 +46,23 @@ func Dot(a, b []float32) float32 {
 		s0 += a[i] * b[i]
 	}
 	return (s0 + s1) + (s2 + s3)
+}
+
+// dots sets out[i] = Dot(q, row ids[i] of vecs) for every i, bit-identical
+// to Dot. The caller guarantees every ID is a row of vecs (the search
+// indexes its visited array with each ID first, which bounds-checks it).
+// With the assembly kernel and dim a multiple of 8, all rows are
+// prefetched before scoring, so their cache misses overlap.
+//
+//go:norace
+func dots(q, vecs []float32, dim int, ids []int32, out []float32) {
+	out = out[:len(ids)]
+	if haveAVX2 && dim%8 == 0 && len(ids) > 0 && len(q) == dim {
+		dotsAVX2(&q[0], &vecs[0], dim, &ids[0], len(ids), &out[0])
+		return
+	}
+	for i, id := range ids {
+		off := int(id) * dim
+		out[i] = Dot(q, vecs[off:off+dim:off+dim])
+	}
 }

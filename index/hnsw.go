@@ -43,6 +43,8 @@ type scratch struct {
 	gen     uint16
 	near    nearHeap
 	far     farHeap
+	ids     []int32   // unvisited neighbours of the expanded node
+	dists   []float32 // their inner products with the query
 
 	// build only
 	links      []int32
@@ -130,6 +132,20 @@ func (h *HNSW) allocate(seed int64) error {
 
 // Len returns the number of rows.
 func (h *HNSW) Len() int { return h.n }
+
+// WithEfSearch returns an index sharing h's graph and vectors that searches
+// with candidate list size ef (a search uses max(ef, k)); ef <= 0 selects
+// DefaultEfSearch. h is unchanged.
+func (h *HNSW) WithEfSearch(ef int) *HNSW {
+	if ef <= 0 {
+		ef = DefaultEfSearch
+	}
+	c := &HNSW{vecs: h.vecs, dim: h.dim, n: h.n, m: h.m, m0: h.m0, efSearch: ef,
+		levels: h.levels, links0: h.links0, upperOff: h.upperOff, upper: h.upper,
+		entry: h.entry, topLevel: h.topLevel}
+	c.pool.New = func() any { return newScratch(c.n) }
+	return c
+}
 
 // Dim returns the vector dimension.
 func (h *HNSW) Dim() int { return h.dim }

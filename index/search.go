@@ -2,6 +2,7 @@ package index
 
 import (
 	"math"
+	"slices"
 	"sync"
 )
 
@@ -105,12 +106,18 @@ func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef
 		if c.dist > bound && (len(s.far) >= ef || f == nil) {
 			break
 		}
+		// Score the unvisited neighbours in one batch (see dots).
+		s.ids = s.ids[:0]
 		for _, nb := range h.links(c.id, level, locks, s) {
-			if s.visited[nb] == s.gen {
-				continue
+			if s.visited[nb] != s.gen {
+				s.visited[nb] = s.gen
+				s.ids = append(s.ids, nb)
 			}
-			s.visited[nb] = s.gen
-			d := -Dot(q, h.vec(nb))
+		}
+		s.dists = slices.Grow(s.dists[:0], len(s.ids))[:len(s.ids)]
+		dots(q, h.vecs, h.dim, s.ids, s.dists)
+		for i, nb := range s.ids {
+			d := -s.dists[i]
 			if len(s.far) >= ef && d >= bound {
 				continue
 			}

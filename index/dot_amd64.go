@@ -1,0 +1,21 @@
+//go:build !purego
+
+package index
+
+import "golang.org/x/sys/cpu"
+
+// haveAVX2 selects the AVX2+FMA kernels of dot_amd64.s.
+var haveAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+// dotAVX2 returns the inner product of the n floats at a and b; n must be
+// a multiple of 8.
+//
+//go:noescape
+func dotAVX2(a, b *float32, n int) float32
+
+// dotsAVX2 sets out[i] to the inner product of the dim floats at q with
+// row ids[i] of base, for i < n, prefetching all rows first. dim must be a
+// multiple of 8 and every row in bounds.
+//
+//go:noescape
+func dotsAVX2(q, base *float32, dim int, ids *int32, n int, out *float32)

@@ -1,0 +1,11 @@
+//go:build !amd64 || purego
+
+package index
+
+const haveAVX2 = false
+
+func dotAVX2(a, b *float32, n int) float32 { panic("index: no assembly kernel") }
+
+func dotsAVX2(q, base *float32, dim int, ids *int32, n int, out *float32) {
+	panic("index: no assembly kernel")
+}

@@ -1,0 +1,283 @@
+package index
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"math"
+)
+
+// Saving and loading a built HNSW graph.
+//
+// The encoding stores the graph, not the vectors: the caller keeps the
+// vectors matrix (as for NewHNSW) and passes it to ReadHNSW. All integers
+// are little-endian:
+//
+//	offset  size  field
+//	0       8     magic "RSHNSWGR"
+//	8       4     format version, 1
+//	12      4     dim
+//	16      4     n, the number of rows
+//	20      4     M (layer 0 keeps 2*M links)
+//	24      4     default efSearch
+//	28      4     entry point node
+//	32      4     top level (the entry point's level)
+//	36      4     length of the upper-layer link array
+//	40      4     CRC-32C of the vectors, as little-endian float32 bits
+//	44      n     level of each node, one byte each
+//	        4*n*(2M+1)   layer-0 link blocks: count, then 2M IDs (int32)
+//	        4*upper      upper-layer link blocks of M+1 int32 each, per
+//	                     node with level > 0 in ID order, levels 1..level
+//	end     4     CRC-32C (Castagnoli) of every preceding byte
+//
+// ReadHNSW verifies the checksums and every structural invariant a search
+// relies on (IDs in range, link counts within capacity, links only to
+// nodes present on the layer), so a corrupt, truncated or mismatched
+// encoding is refused with an error wrapping ErrCorruptGraph or
+// ErrVectorsMismatch rather than causing a panic later.
+
+const (
+	graphMagic   = "RSHNSWGR"
+	graphVersion = 1
+	headerSize   = 44
+	// maxReadM bounds M when reading, so a corrupt header cannot request
+	// enormous link arrays; NewHNSW's defaults are far below it.
+	maxReadM = 1 << 16
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Errors returned by ReadHNSW (wrapped with details).
+var (
+	ErrCorruptGraph    = errors.New("index: corrupt or truncated HNSW graph encoding")
+	ErrVectorsMismatch = errors.New("index: vectors do not match the saved HNSW graph")
+)
+
+// WriteTo writes the graph (not the vectors) to w in the format described
+// above and returns the number of bytes written. It implements io.WriterTo.
+func (h *HNSW) WriteTo(w io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	bw := bufio.NewWriterSize(cw, 1<<16)
+	crc := crc32.New(castagnoli)
+	out := io.MultiWriter(bw, crc)
+
+	hdr := make([]byte, headerSize)
+	copy(hdr, graphMagic)
+	le := binary.LittleEndian
+	for i, v := range []uint32{graphVersion, uint32(h.dim), uint32(h.n), uint32(h.m), uint32(h.efSearch),
+		uint32(h.entry), uint32(h.topLevel), uint32(len(h.upper)), vectorsCRC(h.vecs)} {
+		le.PutUint32(hdr[8+4*i:], v)
+	}
+	out.Write(hdr)
+	out.Write(h.levels)
+	writeInt32s(out, h.links0)
+	writeInt32s(out, h.upper)
+	bw.Write(le.AppendUint32(nil, crc.Sum32()))
+	err := bw.Flush()
+	return cw.n, err
+}
+
+// ReadHNSW reads a graph written by WriteTo and attaches it to vectors,
+// which must be the matrix the graph was built over (row-major, dim
+// columns; retained without copying, as by NewHNSW). It buffers, so it may
+// read past the end of the encoding unless r is a *bufio.Reader, from which
+// it reads exactly the encoding.
+func ReadHNSW(r io.Reader, vectors []float32, dim int) (*HNSW, error) {
+	n, err := checkShape(vectors, dim)
+	if err != nil {
+		return nil, err
+	}
+	crc := crc32.New(castagnoli)
+	in := &hashReader{r: bufio.NewReaderSize(r, 1<<16), h: crc}
+	if br, ok := r.(*bufio.Reader); ok {
+		in.r = br // do not read past the encoding
+	}
+
+	hdr := make([]byte, headerSize)
+	if _, err := io.ReadFull(in, hdr); err != nil {
+		return nil, corrupt("header: %v", err)
+	}
+	if string(hdr[:8]) != graphMagic {
+		return nil, corrupt("bad magic %q", hdr[:8])
+	}
+	le := binary.LittleEndian
+	field := func(i int) uint32 { return le.Uint32(hdr[8+4*i:]) }
+	version, gDim, gN, m, efSearch := field(0), field(1), field(2), field(3), field(4)
+	entry, top, upperLen, vcrc := field(5), field(6), field(7), field(8)
+	switch {
+	case version != graphVersion:
+		return nil, corrupt("unsupported version %d, want %d", version, graphVersion)
+	case int64(gDim) != int64(dim) || int64(gN) != int64(n):
+		return nil, fmt.Errorf("%w: graph is %d x %d, vectors are %d x %d", ErrVectorsMismatch, gN, gDim, n, dim)
+	case m < 2 || m > maxReadM:
+		return nil, corrupt("M = %d", m)
+	case efSearch == 0 || efSearch > 1<<30:
+		return nil, corrupt("efSearch = %d", efSearch)
+	case top > maxLevel || (n == 0 && (entry != 0 || top != 0)) || (n > 0 && int64(entry) >= int64(n)):
+		return nil, corrupt("entry point %d at level %d", entry, top)
+	}
+	if vectorsCRC(vectors) != vcrc {
+		return nil, fmt.Errorf("%w: checksum differs", ErrVectorsMismatch)
+	}
+
+	h := &HNSW{vecs: vectors, dim: dim, n: n, m: int(m), m0: 2 * int(m), efSearch: int(efSearch),
+		entry: int32(entry), topLevel: int(top)}
+	h.pool.New = func() any { return newScratch(h.n) }
+	if h.levels, err = readBytes(in, n); err != nil {
+		return nil, corrupt("levels: %v", err)
+	}
+	h.upperOff = make([]int32, n)
+	total := int64(0)
+	for i, l := range h.levels {
+		if int(l) > h.topLevel {
+			return nil, corrupt("node %d has level %d above the top level %d", i, l, h.topLevel)
+		}
+		h.upperOff[i] = -1
+		if l > 0 {
+			h.upperOff[i] = int32(total)
+			total += int64(l) * int64(h.m+1)
+			if total > int64(upperLen) {
+				return nil, corrupt("upper layers need more than the %d links stored", upperLen)
+			}
+		}
+	}
+	if total != int64(upperLen) {
+		return nil, corrupt("upper layers need %d links, %d stored", total, upperLen)
+	}
+	if n > 0 && int(h.levels[entry]) != h.topLevel {
+		return nil, corrupt("entry point %d has level %d, not the top level %d", entry, h.levels[entry], h.topLevel)
+	}
+	if h.links0, err = readInt32s(in, int64(n)*int64(h.m0+1)); err != nil {
+		return nil, corrupt("layer 0: %v", err)
+	}
+	if h.upper, err = readInt32s(in, total); err != nil {
+		return nil, corrupt("upper layers: %v", err)
+	}
+	sum := crc.Sum32()
+	var tail [4]byte
+	if _, err := io.ReadFull(in.r, tail[:]); err != nil {
+		return nil, corrupt("checksum: %v", err)
+	}
+	if le.Uint32(tail[:]) != sum {
+		return nil, corrupt("checksum mismatch")
+	}
+	if err := h.checkLinks(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// checkLinks verifies every link list: counts within capacity, IDs in
+// range, no self-links, and links on layer l only to nodes of level >= l.
+func (h *HNSW) checkLinks() error {
+	for id := range int32(h.n) {
+		for l := 0; l <= int(h.levels[id]); l++ {
+			blk := h.block(id, l)
+			if blk[0] < 0 || int(blk[0]) > h.maxLinks(l) {
+				return corrupt("node %d layer %d: %d links", id, l, blk[0])
+			}
+			for _, nb := range blk[1 : 1+blk[0]] {
+				if nb < 0 || int(nb) >= h.n || nb == id || int(h.levels[nb]) < l {
+					return corrupt("node %d layer %d: bad link %d", id, l, nb)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrCorruptGraph, fmt.Sprintf(format, args...))
+}
+
+// vectorsCRC is the CRC-32C of vecs as little-endian float32 bits.
+func vectorsCRC(vecs []float32) uint32 {
+	var crc uint32
+	buf := make([]byte, 0, 1<<14)
+	for len(vecs) > 0 {
+		chunk := vecs[:min(len(vecs), cap(buf)/4)]
+		vecs = vecs[len(chunk):]
+		buf = buf[:0]
+		for _, v := range chunk {
+			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+		}
+		crc = crc32.Update(crc, castagnoli, buf)
+	}
+	return crc
+}
+
+// writeInt32s writes s little-endian through a small buffer.
+func writeInt32s(w io.Writer, s []int32) {
+	buf := make([]byte, 0, 1<<14)
+	for len(s) > 0 {
+		chunk := s[:min(len(s), cap(buf)/4)]
+		s = s[len(chunk):]
+		buf = buf[:0]
+		for _, v := range chunk {
+			buf = binary.LittleEndian.AppendUint32(buf, uint32(v))
+		}
+		w.Write(buf)
+	}
+}
+
+// readChunk is how many elements the readers below allocate at a time, so
+// a header claiming a huge array cannot make them allocate more than about
+// the input actually holds.
+const readChunk = 1 << 16
+
+// readInt32s reads count little-endian int32s.
+func readInt32s(r io.Reader, count int64) ([]int32, error) {
+	var out []int32
+	buf := make([]byte, 4*min(count, readChunk))
+	for int64(len(out)) < count {
+		c := int(min(count-int64(len(out)), readChunk))
+		if _, err := io.ReadFull(r, buf[:4*c]); err != nil {
+			return nil, err
+		}
+		for i := range c {
+			out = append(out, int32(binary.LittleEndian.Uint32(buf[4*i:])))
+		}
+	}
+	return out, nil
+}
+
+// readBytes reads count bytes.
+func readBytes(r io.Reader, count int) ([]byte, error) {
+	var out []byte
+	for len(out) < count {
+		c := min(count-len(out), 4*readChunk)
+		out = append(out, make([]byte, c)...)
+		if _, err := io.ReadFull(r, out[len(out)-c:]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// hashReader feeds everything read from r into h.
+type hashReader struct {
+	r io.Reader
+	h hash.Hash32
+}
+
+func (hr *hashReader) Read(p []byte) (int, error) {
+	n, err := hr.r.Read(p)
+	hr.h.Write(p[:n])
+	return n, err
+}
+
+// countingWriter counts the bytes written to w.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	n, err := cw.w.Write(p)
+	cw.n += int64(n)
+	return n, err
+}
