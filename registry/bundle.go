@@ -51,6 +51,7 @@ type Bundle struct {
 	ItemVectors []float32 // row-major, len(Items)*Dim
 	SeenOffsets []int64   // CSR, len(UserIDs)+1, or nil
 	SeenItems   []int32   // item rows; user u's are SeenItems[SeenOffsets[u]:SeenOffsets[u+1]]
+	Index       []byte    // optional: the IndexFile, a prebuilt index over ItemVectors
 }
 
 // Seen returns the item rows user row u interacted with in training, or nil

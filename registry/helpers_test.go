@@ -91,6 +91,9 @@ func checkSameBundle(t *testing.T, got, want *Bundle) {
 	if (got.SeenOffsets == nil) != (want.SeenOffsets == nil) || !slices.Equal(got.SeenOffsets, want.SeenOffsets) {
 		t.Errorf("SeenOffsets = %v, want %v", got.SeenOffsets, want.SeenOffsets)
 	}
+	if !bytes.Equal(got.Index, want.Index) {
+		t.Errorf("Index = %q, want %q", got.Index, want.Index)
+	}
 	if !slices.Equal(got.SeenItems, want.SeenItems) {
 		t.Errorf("SeenItems = %v, want %v", got.SeenItems, want.SeenItems)
 	}

@@ -148,6 +148,16 @@ func load(src versionFiles, model, version string) (*Bundle, error) {
 			return nil, err
 		}
 	}
+	if _, ok := m.Files[IndexFile]; ok {
+		err = l.read(IndexFile, func(r io.Reader, size int64) error {
+			b.Index = make([]byte, size)
+			_, err := io.ReadFull(r, b.Index)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	// Files the format does not use are verified, not decoded.
 	for _, name := range slices.Sorted(maps.Keys(m.Files)) {
 		if l.done[name] {

@@ -170,6 +170,9 @@ func dataFiles(b *Bundle) []dataFile {
 			file{SeenItemsFile, func(w io.Writer) error { return WriteNPY(w, b.SeenItems) }},
 		)
 	}
+	if len(b.Index) > 0 {
+		files = append(files, file{IndexFile, func(w io.Writer) error { _, err := w.Write(b.Index); return err }})
+	}
 	return files
 }
 

@@ -42,6 +42,11 @@ func TestRoundTrip(t *testing.T) {
 			return b
 		}},
 		{"several conversion chunks", func() *Bundle { return newBundle(50, 1100, 16, true) }},
+		{"with a prebuilt index", func() *Bundle {
+			b := newBundle(4, 6, 2, true)
+			b.Index = []byte("RSHNSWGR any bytes: the registry does not decode them")
+			return b
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,6 +64,9 @@ func TestRoundTrip(t *testing.T) {
 				wantFiles := 4
 				if in.SeenOffsets != nil {
 					wantFiles = 6
+				}
+				if in.Index != nil {
+					wantFiles++
 				}
 				if len(in.Manifest.Files) != wantFiles {
 					t.Errorf("manifest lists %d files, want %d", len(in.Manifest.Files), wantFiles)

@@ -33,6 +33,10 @@ const (
 	ItemVectorsFile = "item_vectors.npy"
 	SeenOffsetsFile = "seen_offsets.npy"
 	SeenItemsFile   = "seen_items.npy"
+	// IndexFile, optional, is a retrieval index prebuilt over the item
+	// vectors, so that servers load it instead of building it (the
+	// encoding of index.HNSW.WriteTo; opaque to the registry).
+	IndexFile = "index.hnsw"
 )
 
 const maxNameLen = 64

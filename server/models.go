@@ -151,7 +151,7 @@ func (m *models) refreshModel(ctx context.Context, name string) error {
 		m.loaded[name][v] = s
 		m.publishLocked(name)
 		m.mu.Unlock()
-		m.log.Info("model version loaded", "model", name, "version", v, "items", len(s.bundle.Items),
+		m.log.Info("model version loaded", "model", name, "version", v, "items", len(s.bundle.Items), "index", s.indexSource,
 			"users", len(s.bundle.UserIDs), "load_seconds", time.Since(start).Seconds())
 	}
 

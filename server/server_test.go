@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -623,5 +624,40 @@ func TestFailedVersionRetried(t *testing.T) {
 	}
 	if errs := f.srv.models.failures(); len(errs) != 0 {
 		t.Fatalf("load errors after a successful retry: %v", errs)
+	}
+}
+
+// TestPrebuiltIndex: a version published with its HNSW graph is served from
+// that graph; a graph of other vectors is refused and the index rebuilt.
+func TestPrebuiltIndex(t *testing.T) {
+	f := newFixture(t, Options{})
+	source := func(v string) string {
+		view, _ := f.srv.models.get("m")
+		return view.loaded[v].indexSource
+	}
+	b := testBundle("m", 10, 300, 8, 21)
+	h, err := index.NewHNSW(b.ItemVectors, 8, index.Options{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var graph bytes.Buffer
+	if _, err := h.WriteTo(&graph); err != nil {
+		t.Fatal(err)
+	}
+	b.Index = graph.Bytes()
+	v := f.publish(t, b)
+	if got := source(v); got != "prebuilt" {
+		t.Fatalf("index of version %s: %q, want prebuilt", v, got)
+	}
+	resp, err := f.client.Recommend(context.Background(), &recservev1.RecommendRequest{UserId: "u1"})
+	if err != nil || resp.GetModelVersion() != v || len(resp.GetItems()) != DefaultN {
+		t.Fatalf("Recommend from the prebuilt graph: %v, %v", resp, err)
+	}
+
+	other := testBundle("m", 10, 300, 8, 22)
+	other.Index = graph.Bytes() // the graph of the first version's vectors
+	v2 := f.publish(t, other)
+	if got := source(v2); !strings.HasPrefix(got, "built; the prebuilt graph was refused") {
+		t.Fatalf("index of version %s with a mismatched graph: %q", v2, got)
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -27,8 +28,9 @@ type snapshot struct {
 	itemCat []int32
 	catID   map[string]int32
 
-	items  index.Index
-	folder *trainer.Folder // fold-in of users the model does not know
+	items       index.Index
+	indexSource string          // "prebuilt" or "built", with why when a prebuilt graph was refused
+	folder      *trainer.Folder // fold-in of users the model does not know
 	// popular holds item rows by descending training popularity; popScore their share.
 	popular  []int32
 	popScore []float32
@@ -66,11 +68,11 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 	s.buildPopularity()
 	s.folder = trainer.NewFolder(b.ItemVectors, m.Dim, trainer.OptionsFromParams(m.Params))
 
-	idx, err := index.Build(b.ItemVectors, m.Dim, opts)
+	idx, source, err := buildIndex(b, opts)
 	if err != nil {
 		return nil, fmt.Errorf("build index for %s/%s: %w", m.Model, m.Version, err)
 	}
-	s.items = idx
+	s.items, s.indexSource = idx, source
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -120,4 +122,27 @@ func (s *snapshot) itemVector(i int32) []float32 {
 func (s *snapshot) seen(u, it int32) bool {
 	_, ok := slices.BinarySearch(s.bundle.Seen(int(u)), it)
 	return ok
+}
+
+// buildIndex returns the retrieval index over b's item vectors, and where it
+// came from: the graph prebuilt with the version when there is one and opts
+// ask for HNSW (loading takes a fraction of the time building does), else a
+// new one. A prebuilt graph that does not load (another format, other
+// vectors) is rebuilt, and the source says why.
+func buildIndex(b *registry.Bundle, opts index.Options) (index.Index, string, error) {
+	pre := b.Index
+	b.Index = nil // the encoding is not needed once loaded
+	source := "built"
+	if len(pre) > 0 && (opts.Kind == "" || opts.Kind == index.KindHNSW) {
+		h, err := index.ReadHNSW(bytes.NewReader(pre), b.ItemVectors, b.Manifest.Dim)
+		if err == nil {
+			if opts.EfSearch > 0 {
+				h = h.WithEfSearch(opts.EfSearch)
+			}
+			return h, "prebuilt", nil
+		}
+		source = "built; the prebuilt graph was refused: " + err.Error()
+	}
+	idx, err := index.Build(b.ItemVectors, b.Manifest.Dim, opts)
+	return idx, source, err
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/recserve/recserve/index"
 	"os"
 	"time"
 
@@ -95,6 +97,11 @@ func (j publishJob) run(ctx context.Context, d *trainer.Dataset) (string, error)
 	b.Manifest.Model = j.Model
 	b.Manifest.Metrics = metrics
 	b.Manifest.Params = j.Options.Params()
+	start = time.Now()
+	if b.Index, err = prebuildIndex(b); err != nil {
+		return "", err
+	}
+	metrics["index_build_seconds"] = time.Since(start).Seconds()
 	reg, err := registry.OpenURL(context.Background(), j.Registry)
 	if err != nil {
 		return "", err
@@ -229,4 +236,18 @@ func runEval(ctx context.Context, args []string) error {
 		EvalSeconds  float64 `json:"eval_seconds"`
 	}{met, trainSec, time.Since(start).Seconds()}
 	return json.NewEncoder(os.Stdout).Encode(out)
+}
+
+// prebuildIndex builds the HNSW graph a server would build for b (default
+// options, every core) and encodes it, so that servers load it instead.
+func prebuildIndex(b *registry.Bundle) ([]byte, error) {
+	h, err := index.NewHNSW(b.ItemVectors, b.Manifest.Dim, index.Options{})
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if _, err := h.WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

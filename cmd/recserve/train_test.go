@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/recserve/recserve/index"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,6 +54,10 @@ func TestTrainValidationAndGate(t *testing.T) {
 	}
 	if b.Items[0].Category == "" {
 		t.Fatal("catalog metadata not published")
+	}
+	// The version carries its HNSW graph, and it is the graph of its vectors.
+	if _, err := index.ReadHNSW(bytes.NewReader(b.Index), b.ItemVectors, b.Manifest.Dim); err != nil {
+		t.Fatalf("prebuilt index of the published version: %v", err)
 	}
 
 	// A much worse model (one factor, no training sweeps) is refused by the gate.
