@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/recserve/recserve/internal/fsutil"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -92,7 +93,7 @@ func open(dir string) (*Log, error) {
 		return nil, fmt.Errorf("eventlog: %w", err)
 	}
 	if errors.Is(statErr, os.ErrNotExist) {
-		if err := syncDir(dir); err != nil {
+		if err := fsutil.SyncDir(dir); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("eventlog: %w", err)
 		}
@@ -295,13 +296,4 @@ func (l *Log) Close() error {
 		return fmt.Errorf("eventlog: close: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/recserve/recserve/internal/fsutil"
 )
 
 const (
@@ -38,7 +40,7 @@ func (r *FS) Publish(b *Bundle) (string, error) {
 
 	modelDir := filepath.Join(r.root, m.Model)
 	if err := os.Mkdir(modelDir, 0o755); err == nil {
-		if err := syncDir(r.root); err != nil {
+		if err := fsutil.SyncDir(r.root); err != nil {
 			return "", fmt.Errorf("registry: publish %s: %w", m.Model, err)
 		}
 	} else if !errors.Is(err, fs.ErrExist) {
@@ -78,7 +80,7 @@ func (r *FS) Publish(b *Bundle) (string, error) {
 			return "", fmt.Errorf("registry: publish %s: %w", m.Model, err)
 		}
 		tmp = ""
-		if err := syncDir(modelDir); err != nil {
+		if err := fsutil.SyncDir(modelDir); err != nil {
 			return "", fmt.Errorf("registry: publish %s version %s: %w", m.Model, next, err)
 		}
 		b.Manifest = m
@@ -222,7 +224,7 @@ func writeManifest(dir string, m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return fsutil.SyncDir(dir)
 }
 
 // manifestJSON encodes m as manifest.json holds it.
@@ -232,13 +234,4 @@ func manifestJSON(m *Manifest) ([]byte, error) {
 		return nil, err
 	}
 	return append(data, '\n'), nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

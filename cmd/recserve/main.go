@@ -6,12 +6,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/recserve/recserve/logs"
-	"github.com/recserve/recserve/registry"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/recserve/recserve/logs"
+	"github.com/recserve/recserve/registry"
 )
 
 const usage = `recserve — recommendation serving

@@ -7,10 +7,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/recserve/recserve/index"
 	"os"
 	"time"
 
+	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/registry"
 	"github.com/recserve/recserve/trainer"
 )

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/recserve/recserve/index"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/registry"
 	"github.com/recserve/recserve/sampledata"
 	"github.com/recserve/recserve/trainer"

@@ -15,6 +15,7 @@ import (
 
 	"github.com/recserve/recserve/eventlog"
 	"github.com/recserve/recserve/events"
+	"github.com/recserve/recserve/internal/fsutil"
 	"github.com/recserve/recserve/internal/telemetry"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 	"github.com/recserve/recserve/registry"
@@ -308,21 +309,5 @@ func writeTrainerState(dir string, st trainerState) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, trainerStateFile+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(dir, trainerStateFile))
+	return fsutil.WriteFileAtomic(filepath.Join(dir, trainerStateFile), b)
 }

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	oteltrace "go.opentelemetry.io/otel/trace"
 	"io"
 	"net/http"
 	"slices"
@@ -15,6 +12,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -72,17 +72,8 @@ func TestEventsReachRecommendationsThroughKafka(t *testing.T) {
 	top := before.GetItems()[0].GetItemId()
 
 	// A purchase recorded over REST, as a web backend would.
-	body, _ := protojson.Marshal(&recservev1.RecordEventsRequest{Events: []*recservev1.Event{
-		{EventId: "rest-1", UserId: user, ItemId: top, Type: recservev1.EventType_EVENT_TYPE_PURCHASE, RequestId: before.GetRequestId(), ModelVersion: before.GetModelVersion()},
-	}})
-	resp, err := http.Post("http://"+addrs.HTTP+"/v1/events", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /v1/events: %d", resp.StatusCode)
-	}
+	postEvent(t, addrs, &recservev1.Event{EventId: "rest-1", UserId: user, ItemId: top, Type: recservev1.EventType_EVENT_TYPE_PURCHASE,
+		RequestId: before.GetRequestId(), ModelVersion: before.GetModelVersion()})
 	waitFor(t, c, req, func(r *recservev1.RecommendResponse) bool { return !slices.Contains(itemIDs(r), top) })
 
 	// A new user gets a folded-in vector as soon as they have interacted.
@@ -233,17 +224,7 @@ func TestTraceThroughKafka(t *testing.T) {
 	defer tp.Shutdown(context.Background())
 	addrs, data := startDaemon(t, withKafka, func(c *Config) { c.TracerProvider = tp })
 	e := data.Events[0]
-	body, _ := protojson.Marshal(&recservev1.RecordEventsRequest{Events: []*recservev1.Event{
-		{EventId: "traced-1", UserId: e.UserID, ItemId: e.ItemID, Type: recservev1.EventType_EVENT_TYPE_CLICK},
-	}})
-	resp, err := http.Post("http://"+addrs.HTTP+"/v1/events", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /v1/events: %d", resp.StatusCode)
-	}
+	postEvent(t, addrs, &recservev1.Event{EventId: "traced-1", UserId: e.UserID, ItemId: e.ItemID, Type: recservev1.EventType_EVENT_TYPE_CLICK})
 
 	find := func(kind oteltrace.SpanKind, name string) sdktrace.ReadOnlySpan {
 		for _, s := range rec.Ended() {
@@ -275,5 +256,19 @@ func TestTraceThroughKafka(t *testing.T) {
 	}
 	if !slices.ContainsFunc(consumed.Links(), func(l sdktrace.Link) bool { return l.SpanContext.SpanID() == produced.SpanContext().SpanID() }) {
 		t.Fatalf("consumer span links %v, want the producer span %s", consumed.Links(), produced.SpanContext().SpanID())
+	}
+}
+
+// postEvent records e over REST, as a web backend would.
+func postEvent(t *testing.T, addrs Addrs, e *recservev1.Event) {
+	t.Helper()
+	body, _ := protojson.Marshal(&recservev1.RecordEventsRequest{Events: []*recservev1.Event{e}})
+	resp, err := http.Post("http://"+addrs.HTTP+"/v1/events", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/events: %d", resp.StatusCode)
 	}
 }
