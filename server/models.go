@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,9 @@ type models struct {
 	log      *slog.Logger
 	now      func() time.Time
 	onSwap   func()
+	// onAdopt is called, without locks held, when a model's rollout state
+	// changed in the registry (another replica or an operator wrote it).
+	onAdopt func(model string)
 
 	served atomic.Pointer[map[string]*view]
 
@@ -35,6 +39,7 @@ type models struct {
 
 	mu      sync.Mutex // guards the maps below; never held while loading
 	states  map[string]*rollout
+	stored  map[string][]byte // model -> the state file as last read or written
 	loaded  map[string]map[string]*snapshot
 	waiting map[string][]string // model -> labels naming versions not loaded
 	failed  map[string]failure  // "model/version" -> why it could not be loaded
@@ -65,7 +70,7 @@ func (m *models) skipLocked(key string) bool {
 func newModels(o Options, onSwap func()) *models {
 	m := &models{
 		reg: o.Registry, only: o.Models, keep: o.KeepVersions, indexOpt: o.Index, log: o.Logger, now: o.Clock, onSwap: onSwap,
-		states: map[string]*rollout{}, loaded: map[string]map[string]*snapshot{},
+		states: map[string]*rollout{}, stored: map[string][]byte{}, loaded: map[string]map[string]*snapshot{},
 		waiting: map[string][]string{}, failed: map[string]failure{},
 	}
 	empty := map[string]*view{}
@@ -111,6 +116,15 @@ func (m *models) refresh(ctx context.Context) error {
 }
 
 func (m *models) refreshModel(ctx context.Context, name string) error {
+	m.mu.Lock()
+	adopted := m.syncStateLocked(name)
+	if adopted {
+		m.publishLocked(name)
+	}
+	m.mu.Unlock()
+	if adopted && m.onAdopt != nil {
+		m.onAdopt(name)
+	}
 	versions, err := m.reg.Versions(name)
 	if errors.Is(err, registry.ErrNotFound) {
 		return nil // not published yet; health stays NOT_SERVING for it
@@ -219,8 +233,35 @@ func (m *models) stateLocked(name string) *rollout {
 	if st.Policy != nil {
 		st.StepStarted = m.now() // counters start over with the process
 	}
-	m.states[name] = st
+	m.states[name], m.stored[name] = st, data
 	return st
+}
+
+// syncStateLocked adopts a model's rollout state as stored in the registry
+// when it differs from what this server last read or wrote, so that replicas
+// sharing a registry follow each other's and the operator's changes within a
+// poll. It reports whether it adopted a change. A state that cannot be read
+// or parsed is logged and the current one kept.
+func (m *models) syncStateLocked(name string) bool {
+	if m.states[name] == nil {
+		m.stateLocked(name)
+		return false
+	}
+	data, err := m.reg.ReadState(name)
+	if err != nil || data == nil || bytes.Equal(data, m.stored[name]) {
+		return false
+	}
+	st := &rollout{}
+	if err := json.Unmarshal(data, st); err != nil {
+		m.log.Error("rollout state in the registry unreadable; keeping the current one", "model", name, "err", err)
+		return false
+	}
+	if st.Salt == "" {
+		st.Salt = name
+	}
+	m.states[name], m.stored[name] = st, data
+	m.log.Info("rollout state changed in the registry; adopted", "model", name, "stable", st.Stable, "canary", st.Canary, "percent", st.CanaryPercent)
+	return true
 }
 
 func (m *models) load(ctx context.Context, name, version string) (*snapshot, error) {
@@ -282,6 +323,9 @@ func (m *models) publishLocked(name string) {
 func (m *models) update(name string, f func(st *rollout, now time.Time) error) (*rollout, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.syncStateLocked(name) { // start from the latest stored state
+		m.publishLocked(name)
+	}
 	next := m.stateLocked(name).clone()
 	if err := f(next, m.now()); err != nil {
 		return nil, err
@@ -293,7 +337,7 @@ func (m *models) update(name string, f func(st *rollout, now time.Time) error) (
 	if err := m.reg.WriteState(name, data); err != nil {
 		return nil, fmt.Errorf("persist rollout state of %s: %w", name, err)
 	}
-	m.states[name] = next
+	m.states[name], m.stored[name] = next, data
 	m.publishLocked(name)
 	return next.clone(), nil
 }

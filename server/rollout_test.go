@@ -409,3 +409,59 @@ func TestAdminErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicasShareRolloutState: two servers on one registry, as replicas
+// behind a load balancer. An admin call to one of them reaches the other
+// within a poll, so users are routed the same whichever replica answers.
+func TestReplicasShareRolloutState(t *testing.T) {
+	clock := newFakeClock()
+	a, admin := newRolloutFixture(t, clock)
+	ctx := context.Background()
+	b, err := New(Options{Registry: a.reg, Logger: quiet, Clock: clock.now, Index: index.Options{Kind: index.KindExact}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.SetCanary(ctx, &recservev1.SetCanaryRequest{Model: "m", Version: "1", Percent: 30}); err != nil {
+		t.Fatal(err)
+	}
+	sameRoutes := func() bool {
+		va, _ := a.srv.models.get("m")
+		vb, _ := b.models.get("m")
+		for u := 0; u < 2000; u++ {
+			user := fmt.Sprintf("user-%d", u)
+			ra, _ := va.route(user, "")
+			rb, _ := vb.route(user, "")
+			if ra.version != rb.version {
+				return false
+			}
+		}
+		return true
+	}
+	if sameRoutes() {
+		t.Fatal("the other replica routed like the canary before it polled: the test would prove nothing")
+	}
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.models.state("m"); st.Canary != "1" || st.CanaryPercent != 30 || !sameRoutes() {
+		t.Fatalf("replica after a poll: %+v", st)
+	}
+
+	// And back: a promotion through the second replica reaches the first.
+	if _, err := b.models.update("m", func(st *rollout, now time.Time) error {
+		st.Stable = st.Canary
+		st.clearCanary()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.srv.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.srv.models.state("m"); st.Stable != "1" || st.Canary != "" || !sameRoutes() {
+		t.Fatalf("first replica after the promotion: %+v", st)
+	}
+}

@@ -121,6 +121,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, log: opts.Logger, health: health.NewServer(), reqPrefix: hex.EncodeToString(p[:]), stats: newStats(), shadowSem: make(chan struct{}, maxShadows), kick: make(chan struct{}, 1)}
 	s.models = newModels(opts, s.updateHealth)
+	s.models.onAdopt = s.resetBaseline
 	var err error
 	if s.metrics, err = newInstruments(opts.Meter, s); err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
