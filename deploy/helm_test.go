@@ -342,6 +342,35 @@ func TestHelmChart(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "registry in object storage",
+			args: []string{"-f", filepath.Join(chartDir, "ci", "s3-values.yaml")},
+			kinds: map[string]int{
+				"v1 ConfigMap": 1, "v1 PersistentVolumeClaim": 1, "v1 Service": 2, "v1 ServiceAccount": 1,
+				"apps/v1 Deployment": 2, "autoscaling/v2 HorizontalPodAutoscaler": 1, "policy/v1 PodDisruptionBudget": 1,
+			},
+			check: func(t *testing.T, r rendered) {
+				for _, pvc := range r.pvcs {
+					if strings.HasSuffix(pvc.Name, "-registry") {
+						t.Errorf("claimed a registry volume %s with the registry in S3", pvc.Name)
+					}
+				}
+				d := r.configMap.Data
+				if d["RECSERVE_REGISTRY"] != "s3://recserve-models/prod" || d["RECSERVE_S3_ENDPOINT"] != "http://minio.storage:9000" ||
+					d["RECSERVE_S3_PATH_STYLE"] != "true" || d["AWS_REGION"] != "us-east-1" {
+					t.Errorf("S3 settings in the ConfigMap: %v", d)
+				}
+				for name, pod := range map[string]*corev1.PodTemplateSpec{"server": &r.server.Spec.Template, "trainer": r.trainer} {
+					c := pod.Spec.Containers[0]
+					if !slices.ContainsFunc(c.EnvFrom, func(e corev1.EnvFromSource) bool { return e.SecretRef != nil && e.SecretRef.Name == "recserve-s3" }) {
+						t.Errorf("%s: no credentials from the secret: %+v", name, c.EnvFrom)
+					}
+					if v, _ := flagValue(c.Args, "registry"); v != "$(RECSERVE_REGISTRY)" {
+						t.Errorf("%s -registry %q", name, v)
+					}
+				}
+			},
+		},
 	}
 	flags := commandFlags(t)
 	for _, tc := range tests {
@@ -386,9 +415,11 @@ func checkCommon(t *testing.T, r rendered, flags map[string]map[string]bool) {
 	for name, pod := range pods {
 		checkPodSecurity(t, name, pod)
 		c := container(t, pod, name)
-		// $(VAR) in args must come from the ConfigMap the container reads.
-		if len(c.EnvFrom) != 1 || c.EnvFrom[0].ConfigMapRef == nil || c.EnvFrom[0].ConfigMapRef.Name != r.configMap.Name {
-			t.Errorf("%s: envFrom %+v, want ConfigMap %s", name, c.EnvFrom, r.configMap.Name)
+		// $(VAR) in args must come from the ConfigMap the container reads;
+		// secrets (S3 credentials) may follow it.
+		if len(c.EnvFrom) < 1 || c.EnvFrom[0].ConfigMapRef == nil || c.EnvFrom[0].ConfigMapRef.Name != r.configMap.Name ||
+			slices.ContainsFunc(c.EnvFrom[1:], func(e corev1.EnvFromSource) bool { return e.SecretRef == nil }) {
+			t.Errorf("%s: envFrom %+v, want ConfigMap %s, then secrets", name, c.EnvFrom, r.configMap.Name)
 		}
 		args := expandArgs(t, name, c.Args, r.configMap.Data)
 		checkArgs(t, flags, args, []string{"once"}, nil)
@@ -400,21 +431,30 @@ func checkCommon(t *testing.T, r rendered, flags map[string]map[string]bool) {
 		}
 	}
 
-	// The registry: one claim, mounted by servers and trainer where -registry points.
-	serverClaim, trainerClaim := claimOf(t, serverPod, "registry"), claimOf(t, trainerPod, "registry")
-	if serverClaim == "" || serverClaim != trainerClaim {
-		t.Errorf("registry claims: server %q, trainer %q; want one shared claim", serverClaim, trainerClaim)
-	}
-	for name, pod := range pods {
-		c := container(t, pod, name)
-		m := mountOf(c, "registry")
-		reg, _ := flagValue(expandArgs(t, name, c.Args, r.configMap.Data), "registry")
-		if m == nil || m.ReadOnly || reg != m.MountPath {
-			t.Errorf("%s: registry mounted %+v, -registry %q (servers write rollout state, the trainer publishes)", name, m, reg)
+	// The registry: in object storage (no volume), or one claim, mounted by
+	// servers and trainer where -registry points.
+	if strings.HasPrefix(r.configMap.Data["RECSERVE_REGISTRY"], "s3://") {
+		for name, pod := range pods {
+			if m := mountOf(container(t, pod, name), "registry"); m != nil {
+				t.Errorf("%s: a registry volume is mounted with the registry in S3", name)
+			}
 		}
-	}
-	if claimOf(t, trainerPod, "eventlog") == serverClaim {
-		t.Error("the trainer's event log shares the registry claim")
+	} else {
+		serverClaim, trainerClaim := claimOf(t, serverPod, "registry"), claimOf(t, trainerPod, "registry")
+		if serverClaim == "" || serverClaim != trainerClaim {
+			t.Errorf("registry claims: server %q, trainer %q; want one shared claim", serverClaim, trainerClaim)
+		}
+		for name, pod := range pods {
+			c := container(t, pod, name)
+			m := mountOf(c, "registry")
+			reg, _ := flagValue(expandArgs(t, name, c.Args, r.configMap.Data), "registry")
+			if m == nil || m.ReadOnly || reg != m.MountPath {
+				t.Errorf("%s: registry mounted %+v, -registry %q (servers write rollout state, the trainer publishes)", name, m, reg)
+			}
+		}
+		if claimOf(t, trainerPod, "eventlog") == serverClaim {
+			t.Error("the trainer's event log shares the registry claim")
+		}
 	}
 	tc := container(t, trainerPod, "trainer")
 	if m, dir := mountOf(tc, "eventlog"), flagOr(tc.Args, "log-dir"); m == nil || m.MountPath != dir {

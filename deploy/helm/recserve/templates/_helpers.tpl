@@ -54,8 +54,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* The registry volume, the same in every pod that mounts it. */}}
+{{/* The registry volume, the same in every pod that mounts it; none when the
+registry is in object storage. */}}
 {{- define "recserve.registryVolume" -}}
+{{- if not .Values.registry.s3.url }}
 - name: registry
 {{- if or .Values.registry.existingClaim .Values.registry.persistence.enabled }}
   persistentVolumeClaim:
@@ -64,9 +66,14 @@ app.kubernetes.io/component: {{ .component }}
   emptyDir: {}
 {{- end }}
 {{- end }}
+{{- end }}
 
 {{/* Shared configuration as environment variables from the ConfigMap. */}}
 {{- define "recserve.envFrom" -}}
 - configMapRef:
     name: {{ include "recserve.fullname" . }}
+{{- with .Values.registry.s3.existingSecret }}
+- secretRef:
+    name: {{ . }}
+{{- end }}
 {{- end }}

@@ -43,8 +43,10 @@ containers:
     securityContext:
       {{- toYaml .Values.securityContext | nindent 6 }}
     volumeMounts:
+      {{- if not .Values.registry.s3.url }}
       - name: registry
         mountPath: {{ .Values.registry.mountPath }}
+      {{- end }}
       - name: eventlog
         mountPath: {{ .Values.trainer.eventLog.mountPath }}
       - name: tmp
