@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"os"
@@ -170,4 +171,32 @@ func BenchmarkDot(b *testing.B) {
 			_ = s
 		})
 	}
+}
+
+// BenchmarkSaveLoad times writing the HNSW graph to memory and reading it
+// back with all checks; compare with BenchmarkBuild.
+func BenchmarkSaveLoad(b *testing.B) {
+	d, _ := benchData(b)
+	h := benchIndex(b, KindHNSW).(*HNSW)
+	var buf bytes.Buffer
+	if _, err := h.WriteTo(&buf); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("save", func(b *testing.B) {
+		for b.Loop() {
+			buf.Reset()
+			if _, err := h.WriteTo(&buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.SetBytes(int64(buf.Len()))
+	})
+	b.Run("load", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ReadHNSW(bytes.NewReader(buf.Bytes()), d.vecs, d.dim); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.SetBytes(int64(buf.Len()))
+	})
 }

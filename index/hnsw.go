@@ -275,10 +275,12 @@ func (b *builder) link(s *scratch, from, to int32, d float32, level int) {
 		blk[0]++
 		return
 	}
-	base := h.vec(from)
+	ids := blk[1 : 1+cnt]
+	s.dists = slices.Grow(s.dists[:0], cnt)[:cnt]
+	dots(h.vec(from), h.vecs, h.dim, ids, s.dists) // rows prefetched together
 	cands := append(s.pruneCands[:0], candidate{dist: d, id: to})
-	for _, id := range blk[1 : 1+cnt] {
-		cands = append(cands, candidate{dist: -Dot(base, h.vec(id)), id: id})
+	for i, id := range ids {
+		cands = append(cands, candidate{dist: -s.dists[i], id: id})
 	}
 	slices.SortFunc(cands, func(a, b candidate) int {
 		if closer(a, b) {

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"slices"
 )
 
 // Saving and loading a built HNSW graph.
@@ -151,10 +152,13 @@ func ReadHNSW(r io.Reader, vectors []float32, dim int) (*HNSW, error) {
 	if n > 0 && int(h.levels[entry]) != h.topLevel {
 		return nil, corrupt("entry point %d has level %d, not the top level %d", entry, h.levels[entry], h.topLevel)
 	}
-	if h.links0, err = readInt32s(in, int64(n)*int64(h.m0+1)); err != nil {
+	// Link arrays up to twice the size of the vectors the caller holds are
+	// allocated at once; larger (implausible) ones only as the input delivers.
+	prealloc := 2*int64(len(vectors)) + readChunk
+	if h.links0, err = readInt32s(in, int64(n)*int64(h.m0+1), prealloc); err != nil {
 		return nil, corrupt("layer 0: %v", err)
 	}
-	if h.upper, err = readInt32s(in, total); err != nil {
+	if h.upper, err = readInt32s(in, total, prealloc); err != nil {
 		return nil, corrupt("upper layers: %v", err)
 	}
 	sum := crc.Sum32()
@@ -229,18 +233,26 @@ func writeInt32s(w io.Writer, s []int32) {
 // the input actually holds.
 const readChunk = 1 << 16
 
-// readInt32s reads count little-endian int32s.
-func readInt32s(r io.Reader, count int64) ([]int32, error) {
+// readInt32s reads count little-endian int32s. It allocates the whole
+// array up front only if count <= prealloc, and otherwise grows it as data
+// arrives.
+func readInt32s(r io.Reader, count, prealloc int64) ([]int32, error) {
 	var out []int32
+	if count <= prealloc {
+		out = make([]int32, 0, count)
+	}
 	buf := make([]byte, 4*min(count, readChunk))
 	for int64(len(out)) < count {
 		c := int(min(count-int64(len(out)), readChunk))
 		if _, err := io.ReadFull(r, buf[:4*c]); err != nil {
 			return nil, err
 		}
-		for i := range c {
-			out = append(out, int32(binary.LittleEndian.Uint32(buf[4*i:])))
+		out = slices.Grow(out, c)
+		chunk := out[len(out) : len(out)+c]
+		for i := range chunk {
+			chunk[i] = int32(binary.LittleEndian.Uint32(buf[4*i:]))
 		}
+		out = out[:len(out)+c]
 	}
 	return out, nil
 }
