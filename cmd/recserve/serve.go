@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -44,6 +46,8 @@ func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.RegistryDir, "registry", "./registry-data", "registry root directory")
 	models := fs.String("models", "", "comma-separated models to serve (default: every model in the registry)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (written at shutdown)")
+	memProfile := fs.String("memprofile", "", "write a heap profile to this file at shutdown")
 	finish := serveFlags(fs, &cfg)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -54,5 +58,34 @@ func runServe(ctx context.Context, args []string) error {
 	if *models != "" {
 		cfg.Models = strings.Split(*models, ",")
 	}
-	return daemon.Run(ctx, cfg, nil)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	err := daemon.Run(ctx, cfg, nil)
+	if *memProfile != "" {
+		if perr := writeHeapProfile(*memProfile); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	return err
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
