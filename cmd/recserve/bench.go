@@ -15,19 +15,20 @@ const benchModel = "bench"
 
 // benchConfig is what "recserve bench serve" measures.
 type benchConfig struct {
-	gen         genOptions
-	dir         string // work directory (default: a temporary one, removed afterwards)
-	duration    time.Duration
-	concurrency int
-	conns       int
-	n           int
-	timeout     time.Duration
-	swap        bool
-	swapTimeout time.Duration
-	poll        time.Duration
-	serveArgs   []string // extra flags for the child "recserve serve"
-	exe         string   // binary to run "serve" with (default: this one)
-	verbose     bool     // copy the server's log to stderr
+	gen          genOptions
+	dir          string // work directory (default: a temporary one, removed afterwards)
+	duration     time.Duration
+	concurrency  int
+	conns        int
+	n            int
+	timeout      time.Duration
+	swap         bool
+	swapTimeout  time.Duration
+	startTimeout time.Duration
+	poll         time.Duration
+	serveArgs    []string // extra flags for the child "recserve serve"
+	exe          string   // binary to run "serve" with (default: this one)
+	verbose      bool     // copy the server's log to stderr
 }
 
 func runBench(ctx context.Context, args []string) error {
@@ -49,6 +50,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Second, "deadline of each request")
 	fs.BoolVar(&cfg.swap, "swap", false, "publish a second version of the same size under load and measure the swap")
 	fs.DurationVar(&cfg.swapTimeout, "swap-timeout", 20*time.Minute, "how long to wait for the new version to serve")
+	fs.DurationVar(&cfg.startTimeout, "start-timeout", 2*time.Hour, "how long to wait for the server to load version 1 and serve")
 	fs.DurationVar(&cfg.poll, "poll", 2*time.Second, "the server's registry poll interval")
 	fs.BoolVar(&cfg.verbose, "v", false, "copy the server's log to stderr")
 	fs.Func("serve-flag", "extra flag for the child server, e.g. -serve-flag=-ef-search=32 (repeatable)", func(s string) error {

@@ -27,7 +27,7 @@ func TestBenchServeSwap(t *testing.T) {
 		gen:      genOptions{Users: 2000, Items: 2000, Dim: 16, Clusters: 50, Noise: 0.1, Categories: 5, Seen: 3, Seed: 1},
 		dir:      t.TempDir(),
 		duration: time.Second, concurrency: 4, conns: 2, n: 20, timeout: 10 * time.Second,
-		swap: true, swapTimeout: time.Minute, poll: 100 * time.Millisecond,
+		swap: true, swapTimeout: time.Minute, startTimeout: time.Minute, poll: 100 * time.Millisecond,
 	}
 	var out bytes.Buffer
 	res, err := benchServe(context.Background(), cfg, &out)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"math/rand/v2"
 	"slices"
@@ -36,33 +37,44 @@ type loadGen struct {
 	// newVersion, when set, is watched for: the first response from it is recorded.
 	newVersion string
 	firstNew   atomic.Int64 // completion time (ns since start) of the first such response, or 0
+	logs       []workerLog  // one per worker; set before run
 }
 
 // run sends requests until ctx is done and returns every worker's samples.
+// snapshot may be called meanwhile.
 func (g *loadGen) run(ctx context.Context, start time.Time) []sample {
-	var (
-		wg  sync.WaitGroup
-		mu  sync.Mutex
-		all []sample
-	)
+	var wg sync.WaitGroup
 	for w := range g.workers {
-		wg.Go(func() {
-			out := g.worker(ctx, start, w)
-			mu.Lock()
-			all = append(all, out...)
-			mu.Unlock()
-		})
+		wg.Go(func() { g.worker(ctx, start, w) })
 	}
 	wg.Wait()
-	slices.SortFunc(all, func(a, b sample) int { return int(a.at - b.at) })
+	return g.snapshot()
+}
+
+// workerLog holds one worker's samples.
+type workerLog struct {
+	mu      sync.Mutex
+	samples []sample
+}
+
+// snapshot returns the samples so far, by start time.
+func (g *loadGen) snapshot() []sample {
+	var all []sample
+	for i := range g.logs {
+		l := &g.logs[i]
+		l.mu.Lock()
+		all = append(all, l.samples...)
+		l.mu.Unlock()
+	}
+	slices.SortFunc(all, func(a, b sample) int { return cmp.Compare(a.at, b.at) })
 	return all
 }
 
-func (g *loadGen) worker(ctx context.Context, start time.Time, w int) []sample {
+func (g *loadGen) worker(ctx context.Context, start time.Time, w int) {
 	client := recservev1.NewRecommendServiceClient(g.conns[w%len(g.conns)])
 	rng := rand.New(rand.NewPCG(uint64(w), 7))
 	n := g.n
-	var out []sample
+	log := &g.logs[w]
 	for ctx.Err() == nil {
 		req := &recservev1.RecommendRequest{UserId: benchUserID(rng.IntN(g.users)), N: &n}
 		t0 := time.Now()
@@ -78,9 +90,10 @@ func (g *loadGen) worker(ctx context.Context, start time.Time, w int) []sample {
 				g.firstNew.CompareAndSwap(0, t1.Sub(start).Nanoseconds())
 			}
 		}
-		out = append(out, s)
+		log.mu.Lock()
+		log.samples = append(log.samples, s)
+		log.mu.Unlock()
 	}
-	return out
 }
 
 // window summarizes the samples that started in [from, to) ns.

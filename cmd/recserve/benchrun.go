@@ -68,7 +68,7 @@ func benchServe(ctx context.Context, cfg benchConfig, out io.Writer) (*benchResu
 		return nil, err
 	}
 	defer srv.stop()
-	startCtx, cancel := context.WithTimeout(ctx, cfg.swapTimeout)
+	startCtx, cancel := context.WithTimeout(ctx, cfg.startTimeout)
 	addr, err := srv.waitServing(startCtx)
 	cancel()
 	if err != nil {
@@ -83,7 +83,8 @@ func benchServe(ctx context.Context, cfg benchConfig, out io.Writer) (*benchResu
 		}
 		defer conns[i].Close()
 	}
-	g := &loadGen{conns: conns, users: cfg.gen.Users, n: int32(cfg.n), timeout: cfg.timeout, workers: cfg.concurrency}
+	g := &loadGen{conns: conns, users: cfg.gen.Users, n: int32(cfg.n), timeout: cfg.timeout, workers: cfg.concurrency,
+		logs: make([]workerLog, cfg.concurrency)}
 	if cfg.swap {
 		g.newVersion = filepath.Base(staged[1])
 	}
@@ -127,6 +128,10 @@ func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, staged 
 	var published int64
 	if cfg.swap {
 		published = time.Since(start).Nanoseconds()
+		s := g.snapshot()
+		w := summarize(s, 0, published)
+		fmt.Fprintf(os.Stderr, "bench: steady: %d requests, errors %s, %.0f rps, p50 %s, p99 %s, p99.9 %s, RSS %s; publishing version %s\n",
+			w.requests, errorText(w), w.rps(), ms(w.quantile(0.5)), ms(w.quantile(0.99)), ms(w.quantile(0.999)), mib(res.rssSteady), g.newVersion)
 		if err := moveVersion(staged[1], regDir); err != nil {
 			return nil, err
 		}
