@@ -81,3 +81,22 @@ func TestGenBundleDeterministic(t *testing.T) {
 		}
 	}
 }
+
+func TestGCPercent(t *testing.T) {
+	for _, tc := range []struct {
+		flagSet bool
+		flag    int
+		env     string
+		want    int
+		ok      bool
+	}{
+		{false, defaultGOGC, "", defaultGOGC, true}, // neither: the serve default
+		{false, defaultGOGC, "100", 0, false},       // GOGC in the environment wins over the default
+		{true, 50, "100", 50, true},                 // an explicit flag wins over the environment
+		{true, -1, "", -1, true},                    // -gogc=-1 turns the collector off, as GOGC=off does
+	} {
+		if got, ok := gcPercent(tc.flagSet, tc.flag, tc.env); got != tc.want || ok != tc.ok {
+			t.Errorf("gcPercent(%v, %d, %q) = %d, %v; want %d, %v", tc.flagSet, tc.flag, tc.env, got, ok, tc.want, tc.ok)
+		}
+	}
+}
