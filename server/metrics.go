@@ -4,6 +4,7 @@ import (
 	"context"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -28,6 +29,7 @@ type instruments struct {
 	cacheReqs  metric.Int64Counter
 	cacheHits  metric.Int64Counter
 	eventsIngr metric.Int64Counter
+	attrs      attrCache
 }
 
 // DurationBuckets are the request latency histogram's bucket bounds in seconds.
@@ -127,16 +129,59 @@ func (s *Server) measureUnary(ctx context.Context, req any, info *grpc.UnaryServ
 	start := time.Now()
 	by := &servedBy{}
 	resp, err := handler(context.WithValue(ctx, servedKey{}, by), req)
-	rpc := path.Base(info.FullMethod)
-	attrs := metric.WithAttributes(attribute.String("rpc", rpc), attribute.String("model", by.model), attribute.String("version", by.version))
-	s.metrics.duration.Record(ctx, time.Since(start).Seconds(), attrs)
-	s.metrics.requests.Add(ctx, 1, metric.WithAttributes(attribute.String("rpc", rpc), attribute.String("code", code.Code_name[int32(status.Code(err))]),
-		attribute.String("model", by.model), attribute.String("version", by.version)))
-	switch c := status.Code(err); c {
+	c := status.Code(err)
+	a := s.metrics.attrs.get(attrKey{info.FullMethod, by.model, by.version, c})
+	s.metrics.duration.Record(ctx, time.Since(start).Seconds(), a.duration)
+	s.metrics.requests.Add(ctx, 1, a.requests)
+	switch c {
 	case codes.Internal, codes.Unknown, codes.Unavailable, codes.DataLoss:
-		s.failures.report(ctx, s.log, "request failed", "rpc", rpc, "code", c.String(), "err", err)
+		s.failures.report(ctx, s.log, "request failed", "rpc", path.Base(info.FullMethod), "code", c.String(), "err", err)
 	}
 	return resp, err
+}
+
+// attrKey is what the request metrics are labelled with.
+type attrKey struct {
+	method, model, version string
+	code                   codes.Code
+}
+
+// reqAttrs are the prepared attribute sets of one attrKey.
+type reqAttrs struct{ duration, requests metric.MeasurementOption }
+
+// maxAttrSets bounds attrCache; beyond it sets are built per request.
+const maxAttrSets = 4096
+
+// attrCache keeps the attribute sets of the request metrics, which otherwise
+// cost several allocations and a sort per request.
+type attrCache struct {
+	mu   sync.RWMutex
+	sets map[attrKey]reqAttrs
+}
+
+func (c *attrCache) get(k attrKey) reqAttrs {
+	c.mu.RLock()
+	a, ok := c.sets[k]
+	c.mu.RUnlock()
+	if ok {
+		return a
+	}
+	rpc := path.Base(k.method)
+	model, version := attribute.String("model", k.model), attribute.String("version", k.version)
+	a = reqAttrs{
+		duration: metric.WithAttributeSet(attribute.NewSet(attribute.String("rpc", rpc), model, version)),
+		requests: metric.WithAttributeSet(attribute.NewSet(attribute.String("rpc", rpc),
+			attribute.String("code", code.Code_name[int32(k.code)]), model, version)),
+	}
+	c.mu.Lock()
+	if c.sets == nil {
+		c.sets = map[attrKey]reqAttrs{}
+	}
+	if len(c.sets) < maxAttrSets {
+		c.sets[k] = a
+	}
+	c.mu.Unlock()
+	return a
 }
 
 // countEvents counts acknowledged events by type ("purchase").

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -178,5 +180,48 @@ func TestOnlineStoreDownDegrades(t *testing.T) {
 	}
 	if f.srv.Degraded() == 0 {
 		t.Fatal("degraded answers not counted")
+	}
+}
+
+// countingStore is an in-memory online store that counts response-cache calls.
+type countingStore struct {
+	*online.Memory
+	gets, sets atomic.Int64
+}
+
+func (c *countingStore) CacheGet(ctx context.Context, key string) ([]byte, bool, error) {
+	c.gets.Add(1)
+	return c.Memory.CacheGet(ctx, key)
+}
+
+func (c *countingStore) CacheSet(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	c.sets.Add(1)
+	return c.Memory.CacheSet(ctx, key, val, ttl)
+}
+
+func TestResponseCacheOnAndOff(t *testing.T) {
+	for _, tc := range []struct {
+		ttl        time.Duration
+		gets, sets int64
+	}{{-1, 0, 0}, {time.Minute, 2, 1}} {
+		store := &countingStore{Memory: online.NewMemory()}
+		f := newFixture(t, Options{Online: store, CacheTTL: tc.ttl})
+		f.publish(t, testBundle("m", 10, 100, 8, 33))
+		var first *recservev1.RecommendResponse
+		for i := range 2 {
+			resp, err := f.client.Recommend(context.Background(), &recservev1.RecommendRequest{UserId: "u1"})
+			if err != nil || len(resp.GetItems()) != DefaultN {
+				t.Fatalf("ttl %v: Recommend: %v %v", tc.ttl, resp, err)
+			}
+			if i == 0 {
+				first = resp
+			} else if !slices.Equal(ids(resp.GetItems()), ids(first.GetItems())) || resp.GetRequestId() == first.GetRequestId() {
+				t.Fatalf("ttl %v: second answer %v (request %s), first %v (request %s)", tc.ttl,
+					ids(resp.GetItems()), resp.GetRequestId(), ids(first.GetItems()), first.GetRequestId())
+			}
+		}
+		if store.gets.Load() != tc.gets || store.sets.Load() != tc.sets {
+			t.Errorf("ttl %v: %d cache gets, %d sets; want %d, %d", tc.ttl, store.gets.Load(), store.sets.Load(), tc.gets, tc.sets)
+		}
 	}
 }

@@ -43,17 +43,22 @@ func (s *Server) Recommend(ctx context.Context, req *recservev1.RecommendRequest
 
 // recommend answers one user from one snapshot, through the response cache.
 func (s *Server) recommend(ctx context.Context, snap *snapshot, q userQuery, n int, req *recservev1.RecommendRequest) (*recservev1.RecommendResponse, error) {
-	key := cacheKey(snap, q.online.Gen, req)
-	if resp := s.cached(ctx, key); resp != nil {
-		resp.RequestId = s.requestID()
-		return resp, nil
+	var key string
+	if s.cacheOn() { // the key costs a marshal and a hash: only with the cache
+		key = cacheKey(snap, q.online.Gen, req)
+		if resp := s.cached(ctx, key); resp != nil {
+			resp.RequestId = s.requestID()
+			return resp, nil
+		}
 	}
 	items, source := snap.recommend(q, n, req.GetFilter())
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	resp := &recservev1.RecommendResponse{Items: items, Model: snap.model, ModelVersion: snap.version, Source: source}
-	s.cache(ctx, key, resp)
+	if key != "" {
+		s.cache(ctx, key, resp)
+	}
 	resp.RequestId = s.requestID()
 	return resp, nil
 }
@@ -176,10 +181,10 @@ func cacheKey(snap *snapshot, gen int64, req *recservev1.RecommendRequest) strin
 	return snap.model + "/" + snap.version + "/" + req.GetUserId() + "/" + strconv.FormatInt(gen, 10) + "/" + hex.EncodeToString(sum[:12])
 }
 
+// cacheOn reports whether Recommend responses are cached.
+func (s *Server) cacheOn() bool { return s.opts.Online != nil && s.opts.CacheTTL >= 0 }
+
 func (s *Server) cached(ctx context.Context, key string) *recservev1.RecommendResponse {
-	if s.opts.Online == nil || s.opts.CacheTTL < 0 {
-		return nil
-	}
 	b, ok, err := s.opts.Online.CacheGet(ctx, key)
 	s.metrics.cacheReqs.Add(ctx, 1, recommendRPC)
 	if ok {
@@ -200,9 +205,6 @@ func (s *Server) cached(ctx context.Context, key string) *recservev1.RecommendRe
 }
 
 func (s *Server) cache(ctx context.Context, key string, resp *recservev1.RecommendResponse) {
-	if s.opts.Online == nil || s.opts.CacheTTL < 0 {
-		return
-	}
 	b, err := proto.Marshal(resp)
 	if err != nil {
 		return
@@ -280,10 +282,14 @@ func (s *snapshot) popularItems(n int, f *itemFilter) []*recservev1.ScoredItem {
 	return out
 }
 
+// scored turns index hits into response items, all in one allocation.
 func (s *snapshot) scored(hits []index.Result) []*recservev1.ScoredItem {
 	out := make([]*recservev1.ScoredItem, len(hits))
+	slab := make([]recservev1.ScoredItem, len(hits))
 	for i, h := range hits {
-		out[i] = s.item(h.ID, h.Score)
+		it := &s.bundle.Items[h.ID]
+		slab[i].ItemId, slab[i].Score, slab[i].Category = it.ID, h.Score, it.Category
+		out[i] = &slab[i]
 	}
 	return out
 }

@@ -238,14 +238,16 @@ func (s *Server) view(model string) (*view, error) {
 		model = s.opts.DefaultModel
 	}
 	if model == "" {
-		names := s.models.names()
-		switch len(names) {
+		served := *s.models.served.Load() // not names(): it allocates and sorts
+		switch len(served) {
 		case 0:
 			return nil, errNotReady
 		case 1:
-			model = names[0]
+			for _, v := range served {
+				return v, nil
+			}
 		default:
-			return nil, badField("model", "required: this server serves %d models", len(names))
+			return nil, badField("model", "required: this server serves %d models", len(served))
 		}
 	}
 	v, ok := s.models.get(model)

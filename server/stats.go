@@ -146,17 +146,20 @@ func (v *versionStats) cumulative() counts {
 // stats holds versionStats by "model/version" and deduplicates feedback events.
 type stats struct {
 	mu       sync.Mutex
-	versions map[string]*versionStats
+	versions map[versionKey]*versionStats
 	eventIDs map[string]struct{}
 	idOrder  []string
 }
 
 func newStats() *stats {
-	return &stats{versions: map[string]*versionStats{}, eventIDs: map[string]struct{}{}}
+	return &stats{versions: map[versionKey]*versionStats{}, eventIDs: map[string]struct{}{}}
 }
 
+// versionKey names a model version without building a string per request.
+type versionKey struct{ model, version string }
+
 func (s *stats) of(model, version string) *versionStats {
-	key := model + "/" + version
+	key := versionKey{model, version}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.versions[key]

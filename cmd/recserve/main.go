@@ -26,6 +26,7 @@ Usage:
   recserve demo   [flags]   generate sample data, train, publish and serve it
   recserve models <action>  list, inspect, canary, promote, roll back and pin model versions
   recserve apikey [flags]   make an API key and the line that configures it
+  recserve bench serve [flags]  load-test "recserve serve" on a synthetic model: rps, latency, memory, hot swap
 
 Client commands (call a running server, print JSON):
   recserve recommend -user U [-n 10] [-model M] [-addr 127.0.0.1:9090]   a user's recommendations
@@ -44,6 +45,7 @@ var commands = map[string]func(ctx context.Context, args []string) error{
 	"demo":   runDemo,
 	"models": runModels,
 	"apikey": runAPIKey,
+	"bench":  runBench,
 
 	"trainer":   runTrainer,
 	"recommend": runRecommend,

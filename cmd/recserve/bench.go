@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/recserve/recserve/registry"
+)
+
+const benchModel = "bench"
+
+// benchConfig is what "recserve bench serve" measures.
+type benchConfig struct {
+	gen          genOptions
+	dir          string // work directory (default: a temporary one, removed afterwards)
+	duration     time.Duration
+	concurrency  int
+	conns        int
+	n            int
+	timeout      time.Duration
+	swap         bool
+	swapTimeout  time.Duration
+	startTimeout time.Duration
+	poll         time.Duration
+	serveArgs    []string // extra flags for the child "recserve serve"
+	exe          string   // binary to run "serve" with (default: this one)
+	verbose      bool     // copy the server's log to stderr
+}
+
+func runBench(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "serve" {
+		return errors.New(`usage: recserve bench serve [flags] (the only benchmark so far)`)
+	}
+	cfg := benchConfig{gen: genOptions{Clusters: 1000, Noise: 0.1, Categories: 20, Seen: 5, Seed: 1}}
+	fs := flag.NewFlagSet("bench serve", flag.ContinueOnError)
+	fs.IntVar(&cfg.gen.Users, "users", 100_000, "synthetic users")
+	fs.IntVar(&cfg.gen.Items, "items", 100_000, "synthetic items")
+	fs.IntVar(&cfg.gen.Dim, "dim", 64, "embedding dimensions")
+	fs.IntVar(&cfg.gen.Clusters, "clusters", cfg.gen.Clusters, "taste clusters of the synthetic vectors")
+	fs.IntVar(&cfg.gen.Seen, "seen", cfg.gen.Seen, "training items per user (excluded from recommendations)")
+	fs.StringVar(&cfg.dir, "dir", "", "work directory for the registry (default: a temporary directory, removed at the end)")
+	fs.DurationVar(&cfg.duration, "duration", 30*time.Second, "steady-state load duration (with -swap: before and again after the swap)")
+	fs.IntVar(&cfg.concurrency, "concurrency", 64, "concurrent requests (closed loop)")
+	fs.IntVar(&cfg.conns, "conns", 4, "gRPC connections the requests share")
+	fs.IntVar(&cfg.n, "n", 20, "items per Recommend")
+	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Second, "deadline of each request")
+	fs.BoolVar(&cfg.swap, "swap", false, "publish a second version of the same size under load and measure the swap")
+	fs.DurationVar(&cfg.swapTimeout, "swap-timeout", 20*time.Minute, "how long to wait for the new version to serve")
+	fs.DurationVar(&cfg.startTimeout, "start-timeout", 2*time.Hour, "how long to wait for the server to load version 1 and serve")
+	fs.DurationVar(&cfg.poll, "poll", 2*time.Second, "the server's registry poll interval")
+	fs.BoolVar(&cfg.verbose, "v", false, "copy the server's log to stderr")
+	fs.Func("serve-flag", "extra flag for the child server, e.g. -serve-flag=-ef-search=32 (repeatable)", func(s string) error {
+		cfg.serveArgs = append(cfg.serveArgs, s)
+		return nil
+	})
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	_, err := benchServe(ctx, cfg, os.Stdout)
+	return err
+}
+
+// benchStage publishes version 1 (and, for -swap, version 2) of the synthetic
+// model into a staging registry under dir. Moving a complete version
+// directory into the served registry is the last step of a publish (the
+// rename), so the swap measures the server, not the writing of the files.
+func benchStage(cfg benchConfig, dir string, log func(string, ...any)) (staged []string, err error) {
+	staging, err := registry.Open(filepath.Join(dir, "staging"))
+	if err != nil {
+		return nil, err
+	}
+	count := 1
+	if cfg.swap {
+		count = 2
+	}
+	for i := range count {
+		t0 := time.Now()
+		o := cfg.gen
+		o.Seed += uint64(i)
+		b := genBundle(benchModel, o)
+		gen := time.Since(t0)
+		v, err := staging.Publish(b)
+		if err != nil {
+			return nil, err
+		}
+		log("bench: version %s: generated in %s, written in %s", v, gen.Round(time.Millisecond), (time.Since(t0) - gen).Round(time.Millisecond))
+		staged = append(staged, filepath.Join(staging.Root(), benchModel, v))
+	}
+	return staged, nil
+}
+
+// rawBytes is the size of one version's embedding matrices.
+func (c benchConfig) rawBytes() int64 {
+	return int64(c.gen.Users+c.gen.Items) * int64(c.gen.Dim) * 4
+}
+
+// moveVersion makes a staged version visible in the served registry.
+func moveVersion(staged, registryDir string) error {
+	modelDir := filepath.Join(registryDir, benchModel)
+	if err := os.MkdirAll(modelDir, 0o755); err != nil {
+		return err
+	}
+	return os.Rename(staged, filepath.Join(modelDir, filepath.Base(staged)))
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary stand in for recserve: with RECSERVE_TEST_MAIN=1
+// it runs main, so "bench serve" can start it as its "recserve serve" child.
+func TestMain(m *testing.M) {
+	if os.Getenv("RECSERVE_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestBenchServeSwap(t *testing.T) {
+	t.Setenv("RECSERVE_TEST_MAIN", "1")
+	cfg := benchConfig{
+		gen:      genOptions{Users: 2000, Items: 2000, Dim: 16, Clusters: 50, Noise: 0.1, Categories: 5, Seen: 3, Seed: 1},
+		dir:      t.TempDir(),
+		duration: time.Second, concurrency: 4, conns: 2, n: 20, timeout: 10 * time.Second,
+		swap: true, swapTimeout: time.Minute, startTimeout: time.Minute, poll: 100 * time.Millisecond,
+	}
+	var out bytes.Buffer
+	res, err := benchServe(context.Background(), cfg, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + out.String())
+	for name, w := range map[string]window{"steady": res.steady, "swap": res.swapWindow, "after": res.after} {
+		if w.requests == 0 || w.failed() != 0 || w.short != 0 {
+			t.Errorf("%s: %d requests, errors %v, %d with fewer than 20 items", name, w.requests, w.errors, w.short)
+		}
+	}
+	if got := slices.Sorted(maps.Keys(res.steady.versions)); !slices.Equal(got, []string{"1"}) {
+		t.Errorf("before the publish, versions %v answered, want only 1", got)
+	}
+	if got := slices.Sorted(maps.Keys(res.after.versions)); !slices.Equal(got, []string{"2"}) {
+		t.Errorf("after the swap, versions %v answered, want only 2", got)
+	}
+	if res.swapWindow.versions["2"] == 0 || res.toNew <= 0 || res.loadSeconds <= 0 {
+		t.Errorf("swap: %+v, publish to new version %v, load %v s", res.swapWindow.versions, res.toNew, res.loadSeconds)
+	}
+	if res.rssEnd <= 0 || res.hwm < res.rssEnd || res.versionsAtEnd != 2 {
+		t.Errorf("server memory: rss %d, peak %d, %d versions", res.rssEnd, res.hwm, res.versionsAtEnd)
+	}
+	if !strings.Contains(out.String(), "| steady | ") {
+		t.Errorf("report lacks the steady row:\n%s", out.String())
+	}
+}
+
+func TestGenBundleDeterministic(t *testing.T) {
+	o := genOptions{Users: 50, Items: 40, Dim: 8, Clusters: 4, Noise: 0.1, Categories: 3, Seen: 2, Seed: 9}
+	a, b := genBundle("m", o), genBundle("m", o)
+	if !slices.Equal(a.UserVectors, b.UserVectors) || !slices.Equal(a.ItemVectors, b.ItemVectors) || !slices.Equal(a.SeenItems, b.SeenItems) {
+		t.Fatal("same options, different bundles")
+	}
+	o.Seed++
+	if c := genBundle("m", o); slices.Equal(a.ItemVectors, c.ItemVectors) || !slices.Equal(a.UserIDs, c.UserIDs) {
+		t.Fatal("another seed must change the vectors and keep the ids")
+	}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range o.Items {
+		v := a.ItemVectors[i*o.Dim : (i+1)*o.Dim]
+		var norm float32
+		for _, x := range v {
+			norm += x * x
+		}
+		if norm < 0.999 || norm > 1.001 {
+			t.Fatalf("item %d has squared norm %v, want 1", i, norm)
+		}
+	}
+}
+
+func TestGCPercent(t *testing.T) {
+	for _, tc := range []struct {
+		flagSet bool
+		flag    int
+		env     string
+		want    int
+		ok      bool
+	}{
+		{false, defaultGOGC, "", defaultGOGC, true}, // neither: the serve default
+		{false, defaultGOGC, "100", 0, false},       // GOGC in the environment wins over the default
+		{true, 50, "100", 50, true},                 // an explicit flag wins over the environment
+		{true, -1, "", -1, true},                    // -gogc=-1 turns the collector off, as GOGC=off does
+	} {
+		if got, ok := gcPercent(tc.flagSet, tc.flag, tc.env); got != tc.want || ok != tc.ok {
+			t.Errorf("gcPercent(%v, %d, %q) = %d, %v; want %d, %v", tc.flagSet, tc.flag, tc.env, got, ok, tc.want, tc.ok)
+		}
+	}
+}

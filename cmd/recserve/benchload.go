@@ -1,0 +1,152 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
+)
+
+// sample is one finished request: when it started and how long it took (both
+// in ns, start relative to the start of the load), its status and the model
+// version that answered.
+type sample struct {
+	at, took int64
+	code     codes.Code
+	version  string
+	short    bool // fewer items than asked for
+}
+
+// loadGen drives closed-loop Recommend traffic: each worker sends its next
+// request as soon as the previous one returns.
+type loadGen struct {
+	conns   []*grpc.ClientConn
+	users   int
+	n       int32
+	timeout time.Duration
+	workers int
+	// newVersion, when set, is watched for: the first response from it is recorded.
+	newVersion string
+	firstNew   atomic.Int64 // completion time (ns since start) of the first such response, or 0
+	logs       []workerLog  // one per worker; set before run
+}
+
+// run sends requests until ctx is done and returns every worker's samples.
+// snapshot may be called meanwhile.
+func (g *loadGen) run(ctx context.Context, start time.Time) []sample {
+	var wg sync.WaitGroup
+	for w := range g.workers {
+		wg.Go(func() { g.worker(ctx, start, w) })
+	}
+	wg.Wait()
+	return g.snapshot()
+}
+
+// workerLog holds one worker's samples.
+type workerLog struct {
+	mu      sync.Mutex
+	samples []sample
+}
+
+// snapshot returns the samples so far, by start time.
+func (g *loadGen) snapshot() []sample {
+	var all []sample
+	for i := range g.logs {
+		l := &g.logs[i]
+		l.mu.Lock()
+		all = append(all, l.samples...)
+		l.mu.Unlock()
+	}
+	slices.SortFunc(all, func(a, b sample) int { return cmp.Compare(a.at, b.at) })
+	return all
+}
+
+func (g *loadGen) worker(ctx context.Context, start time.Time, w int) {
+	client := recservev1.NewRecommendServiceClient(g.conns[w%len(g.conns)])
+	rng := rand.New(rand.NewPCG(uint64(w), 7))
+	n := g.n
+	log := &g.logs[w]
+	for ctx.Err() == nil {
+		req := &recservev1.RecommendRequest{UserId: benchUserID(rng.IntN(g.users)), N: &n}
+		t0 := time.Now()
+		rctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+		resp, err := client.Recommend(rctx, req)
+		cancel()
+		t1 := time.Now()
+		s := sample{at: t0.Sub(start).Nanoseconds(), took: t1.Sub(t0).Nanoseconds(), code: status.Code(err)}
+		if err == nil {
+			s.version = resp.GetModelVersion()
+			s.short = len(resp.GetItems()) < int(n)
+			if g.newVersion != "" && s.version == g.newVersion {
+				g.firstNew.CompareAndSwap(0, t1.Sub(start).Nanoseconds())
+			}
+		}
+		log.mu.Lock()
+		log.samples = append(log.samples, s)
+		log.mu.Unlock()
+	}
+}
+
+// window summarizes the samples that started in [from, to) ns.
+type window struct {
+	requests, short int
+	errors          map[codes.Code]int
+	versions        map[string]int
+	seconds         float64
+	lat             []time.Duration // sorted
+}
+
+func summarize(samples []sample, from, to int64) window {
+	w := window{errors: map[codes.Code]int{}, versions: map[string]int{}, seconds: float64(to-from) / 1e9}
+	for _, s := range samples {
+		if s.at < from || s.at >= to {
+			continue
+		}
+		w.requests++
+		if s.code != codes.OK {
+			w.errors[s.code]++
+			continue
+		}
+		w.versions[s.version]++
+		if s.short {
+			w.short++
+		}
+		w.lat = append(w.lat, time.Duration(s.took))
+	}
+	slices.Sort(w.lat)
+	return w
+}
+
+func (w window) failed() int {
+	n := 0
+	for _, c := range w.errors {
+		n += c
+	}
+	return n
+}
+
+func (w window) rps() float64 {
+	if w.seconds <= 0 {
+		return 0
+	}
+	return float64(w.requests) / w.seconds
+}
+
+// quantile returns the q-quantile of the successful requests' latencies
+// (nearest rank), or 0 without any.
+func (w window) quantile(q float64) time.Duration {
+	if len(w.lat) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(w.lat)) + 0.5)
+	return w.lat[min(max(i-1, 0), len(w.lat)-1)]
+}

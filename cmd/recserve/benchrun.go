@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// benchResult is what one run measured.
+type benchResult struct {
+	steady window // before the publish (the whole run without -swap)
+	// With -swap:
+	swapWindow  window        // from the publish to 1 s after the first new-version response
+	after       window        // the rest
+	toNew       time.Duration // publish to the first response from the new version
+	loadSeconds float64       // the server's own load+build time of the new version
+	// Server memory (bytes): after the steady phase and at the end, and the peak.
+	rssSteady, rssEnd, hwm int64
+	versionsAtEnd          int
+}
+
+// benchServe stages the synthetic model, starts "recserve serve" on it, drives
+// load and writes the report to out.
+func benchServe(ctx context.Context, cfg benchConfig, out io.Writer) (*benchResult, error) {
+	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+	if cfg.dir == "" {
+		tmp, err := os.MkdirTemp("", "recserve-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		cfg.dir = tmp
+	}
+	if cfg.exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cfg.exe = exe
+	}
+	staged, err := benchStage(cfg, cfg.dir, logf)
+	if err != nil {
+		return nil, err
+	}
+	regDir := filepath.Join(cfg.dir, "registry")
+	if err := moveVersion(staged[0], regDir); err != nil {
+		return nil, err
+	}
+
+	args := append([]string{"-registry", regDir, "-models", benchModel, "-plaintext", "-grpc-addr", "127.0.0.1:0",
+		"-http-addr", "off", "-cache-ttl=-1s", "-poll", cfg.poll.String()}, cfg.serveArgs...)
+	var logs io.Writer
+	if cfg.verbose {
+		logs = os.Stderr
+	}
+	t0 := time.Now()
+	srv, err := startChild(cfg.exe, args, logs)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+	startCtx, cancel := context.WithTimeout(ctx, cfg.startTimeout)
+	addr, err := srv.waitServing(startCtx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	logf("bench: server pid %d serving on %s after %s", srv.cmd.Process.Pid, addr, time.Since(t0).Round(time.Millisecond))
+
+	conns := make([]*grpc.ClientConn, cfg.conns)
+	for i := range conns {
+		if conns[i], err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			return nil, err
+		}
+		defer conns[i].Close()
+	}
+	g := &loadGen{conns: conns, users: cfg.gen.Users, n: int32(cfg.n), timeout: cfg.timeout, workers: cfg.concurrency,
+		logs: make([]workerLog, cfg.concurrency)}
+	if cfg.swap {
+		g.newVersion = filepath.Base(staged[1])
+	}
+	res, err := drive(ctx, cfg, g, srv, staged, regDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.stop(); err != nil {
+		return nil, fmt.Errorf("server stop: %w", err)
+	}
+	report(out, cfg, res)
+	return res, nil
+}
+
+// drive runs the load: a steady phase, then with -swap the publish of the new
+// version and another phase once it serves.
+func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, staged []string, regDir string) (*benchResult, error) {
+	res := &benchResult{versionsAtEnd: 1}
+	pid := srv.cmd.Process.Pid
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	start := time.Now()
+	samplesc := make(chan []sample, 1)
+	go func() { samplesc <- g.run(loadCtx, start) }()
+
+	wait := func(d time.Duration) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-srv.done:
+			return fmt.Errorf("server exited under load: %v", srv.err)
+		case <-time.After(d):
+			return nil
+		}
+	}
+	if err := wait(cfg.duration); err != nil {
+		return nil, err
+	}
+	res.rssSteady, _, _ = memory(pid)
+	end := time.Since(start).Nanoseconds()
+	var published int64
+	if cfg.swap {
+		published = time.Since(start).Nanoseconds()
+		s := g.snapshot()
+		w := summarize(s, 0, published)
+		fmt.Fprintf(os.Stderr, "bench: steady: %d requests, errors %s, %.0f rps, p50 %s, p99 %s, p99.9 %s, RSS %s; publishing version %s\n",
+			w.requests, errorText(w), w.rps(), ms(w.quantile(0.5)), ms(w.quantile(0.99)), ms(w.quantile(0.999)), mib(res.rssSteady), g.newVersion)
+		if err := moveVersion(staged[1], regDir); err != nil {
+			return nil, err
+		}
+		deadline := time.Now().Add(cfg.swapTimeout)
+		for g.firstNew.Load() == 0 {
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("version %s not served within %s of publishing", g.newVersion, cfg.swapTimeout)
+			}
+			if err := wait(10 * time.Millisecond); err != nil {
+				return nil, err
+			}
+		}
+		res.toNew = time.Duration(g.firstNew.Load() - published)
+		if err := wait(time.Second + cfg.duration); err != nil {
+			return nil, err
+		}
+		res.versionsAtEnd = 2
+		end = time.Since(start).Nanoseconds()
+	}
+	res.rssEnd, res.hwm, _ = memory(pid)
+	stopLoad()
+	samples := <-samplesc
+	if !cfg.swap {
+		res.steady = summarize(samples, 0, end)
+		return res, nil
+	}
+	settled := g.firstNew.Load() + int64(time.Second)
+	res.steady = summarize(samples, 0, published)
+	res.swapWindow = summarize(samples, published, settled)
+	res.after = summarize(samples, settled, end)
+	for len(srv.loads) > 0 {
+		if l := <-srv.loads; l.Version == g.newVersion {
+			res.loadSeconds = l.LoadSeconds
+		}
+	}
+	return res, nil
+}
+
+// report prints the result as a Markdown table.
+func report(w io.Writer, cfg benchConfig, r *benchResult) {
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(w, "recserve bench serve: %d users, %d items, dim %d, n %d, concurrency %d over %d conns, loadavg %s\n\n",
+		cfg.gen.Users, cfg.gen.Items, cfg.gen.Dim, cfg.n, cfg.concurrency, cfg.conns, strings.Join(strings.Fields(string(load))[:3], " "))
+	fmt.Fprintln(w, "| phase | requests | errors | rps | p50 | p90 | p99 | p99.9 | max | versions |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	row := func(name string, x window) {
+		fmt.Fprintf(w, "| %s | %d | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", name, x.requests, errorText(x), x.rps(),
+			ms(x.quantile(0.5)), ms(x.quantile(0.9)), ms(x.quantile(0.99)), ms(x.quantile(0.999)), ms(x.quantile(1)), versionText(x))
+	}
+	row("steady", r.steady)
+	if cfg.swap {
+		row("swap", r.swapWindow)
+		row("after", r.after)
+	}
+	raw := cfg.rawBytes()
+	fmt.Fprintf(w, "\nserver RSS: %s after the steady phase (1 version: %.2fx its %s raw embeddings)", mib(r.rssSteady), float64(r.rssSteady)/float64(raw), mib(raw))
+	if cfg.swap {
+		fmt.Fprintf(w, ", %s at the end (%d versions: %.2fx raw)", mib(r.rssEnd), r.versionsAtEnd, float64(r.rssEnd)/float64(raw*int64(r.versionsAtEnd)))
+	}
+	fmt.Fprintf(w, "; peak %s\n", mib(r.hwm))
+	if cfg.swap {
+		fmt.Fprintf(w, "swap: publish to first response from the new version %s (server load+index build %.1f s); p99 during swap %s vs steady %s (%.2fx)\n",
+			r.toNew.Round(time.Millisecond), r.loadSeconds, ms(r.swapWindow.quantile(0.99)), ms(r.steady.quantile(0.99)),
+			float64(r.swapWindow.quantile(0.99))/float64(max(r.steady.quantile(0.99), 1)))
+	}
+}
+
+func errorText(x window) string {
+	if len(x.errors) == 0 && x.short == 0 {
+		return "0"
+	}
+	var parts []string
+	for _, c := range slices.Sorted(maps.Keys(x.errors)) {
+		parts = append(parts, fmt.Sprintf("%s:%d", c, x.errors[c]))
+	}
+	if x.short > 0 {
+		parts = append(parts, fmt.Sprintf("short:%d", x.short))
+	}
+	return strings.Join(parts, " ")
+}
+
+func versionText(x window) string {
+	var parts []string
+	for _, v := range slices.Sorted(maps.Keys(x.versions)) {
+		parts = append(parts, fmt.Sprintf("v%s:%d", v, x.versions[v]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
+func mib(b int64) string        { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
