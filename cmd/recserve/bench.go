@@ -23,6 +23,7 @@ type benchConfig struct {
 	n            int
 	timeout      time.Duration
 	swap         bool
+	prebuild     bool // publish versions with their HNSW graph, as recserve train does
 	swapTimeout  time.Duration
 	startTimeout time.Duration
 	poll         time.Duration
@@ -49,6 +50,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.n, "n", 20, "items per Recommend")
 	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Second, "deadline of each request")
 	fs.BoolVar(&cfg.swap, "swap", false, "publish a second version of the same size under load and measure the swap")
+	fs.BoolVar(&cfg.prebuild, "prebuild", true, "publish versions with their prebuilt HNSW graph, as recserve train does (false: the server builds the index)")
 	fs.DurationVar(&cfg.swapTimeout, "swap-timeout", 20*time.Minute, "how long to wait for the new version to serve")
 	fs.DurationVar(&cfg.startTimeout, "start-timeout", 2*time.Hour, "how long to wait for the server to load version 1 and serve")
 	fs.DurationVar(&cfg.poll, "poll", 2*time.Second, "the server's registry poll interval")
@@ -83,11 +85,18 @@ func benchStage(cfg benchConfig, dir string, log func(string, ...any)) (staged [
 		o.Seed += uint64(i)
 		b := genBundle(benchModel, o)
 		gen := time.Since(t0)
+		if cfg.prebuild {
+			if b.Index, err = prebuildIndex(b); err != nil {
+				return nil, err
+			}
+		}
+		built := time.Since(t0) - gen
 		v, err := staging.Publish(b)
 		if err != nil {
 			return nil, err
 		}
-		log("bench: version %s: generated in %s, written in %s", v, gen.Round(time.Millisecond), (time.Since(t0) - gen).Round(time.Millisecond))
+		log("bench: version %s: generated in %s, graph prebuilt in %s, written in %s", v, gen.Round(time.Millisecond),
+			built.Round(time.Millisecond), (time.Since(t0) - gen - built).Round(time.Millisecond))
 		staged = append(staged, filepath.Join(staging.Root(), benchModel, v))
 	}
 	return staged, nil

@@ -27,7 +27,7 @@ func TestBenchServeSwap(t *testing.T) {
 		gen:      genOptions{Users: 2000, Items: 2000, Dim: 16, Clusters: 50, Noise: 0.1, Categories: 5, Seen: 3, Seed: 1},
 		dir:      t.TempDir(),
 		duration: time.Second, concurrency: 4, conns: 2, n: 20, timeout: 10 * time.Second,
-		swap: true, swapTimeout: time.Minute, startTimeout: time.Minute, poll: 100 * time.Millisecond,
+		swap: true, prebuild: true, swapTimeout: time.Minute, startTimeout: time.Minute, poll: 100 * time.Millisecond,
 	}
 	var out bytes.Buffer
 	res, err := benchServe(context.Background(), cfg, &out)
@@ -45,6 +45,9 @@ func TestBenchServeSwap(t *testing.T) {
 	}
 	if got := slices.Sorted(maps.Keys(res.after.versions)); !slices.Equal(got, []string{"2"}) {
 		t.Errorf("after the swap, versions %v answered, want only 2", got)
+	}
+	if res.indexSource != "prebuilt" {
+		t.Errorf("the server got version 2's index as %q, want the prebuilt graph", res.indexSource)
 	}
 	if res.swapWindow.versions["2"] == 0 || res.toNew <= 0 || res.loadSeconds <= 0 {
 		t.Errorf("swap: %+v, publish to new version %v, load %v s", res.swapWindow.versions, res.toNew, res.loadSeconds)

@@ -30,6 +30,7 @@ type child struct {
 type versionLoaded struct {
 	Version     string  `json:"version"`
 	LoadSeconds float64 `json:"load_seconds"`
+	Index       string  `json:"index"` // "prebuilt" or "built..."
 }
 
 // startChild runs exe serve with args; logs, if not nil, receives its log.

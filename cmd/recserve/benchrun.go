@@ -23,6 +23,7 @@ type benchResult struct {
 	after       window        // the rest
 	toNew       time.Duration // publish to the first response from the new version
 	loadSeconds float64       // the server's own load+build time of the new version
+	indexSource string        // how the server got the new version's index: "prebuilt" or "built"
 	// Server memory (bytes): after the steady phase and at the end, and the peak.
 	rssSteady, rssEnd, hwm int64
 	versionsAtEnd          int
@@ -164,7 +165,7 @@ func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, staged 
 	res.after = summarize(samples, settled, end)
 	for len(srv.loads) > 0 {
 		if l := <-srv.loads; l.Version == g.newVersion {
-			res.loadSeconds = l.LoadSeconds
+			res.loadSeconds, res.indexSource = l.LoadSeconds, l.Index
 		}
 	}
 	return res, nil
@@ -193,8 +194,8 @@ func report(w io.Writer, cfg benchConfig, r *benchResult) {
 	}
 	fmt.Fprintf(w, "; peak %s\n", mib(r.hwm))
 	if cfg.swap {
-		fmt.Fprintf(w, "swap: publish to first response from the new version %s (server load+index build %.1f s); p99 during swap %s vs steady %s (%.2fx)\n",
-			r.toNew.Round(time.Millisecond), r.loadSeconds, ms(r.swapWindow.quantile(0.99)), ms(r.steady.quantile(0.99)),
+		fmt.Fprintf(w, "swap: publish to first response from the new version %s (server load %.1f s, index %s); p99 during swap %s vs steady %s (%.2fx)\n",
+			r.toNew.Round(time.Millisecond), r.loadSeconds, r.indexSource, ms(r.swapWindow.quantile(0.99)), ms(r.steady.quantile(0.99)),
 			float64(r.swapWindow.quantile(0.99))/float64(max(r.steady.quantile(0.99), 1)))
 	}
 }
