@@ -63,7 +63,7 @@ func (f *itemFilter) allow(id int32) bool {
 	if id == f.self {
 		return false
 	}
-	if !f.includeUnavailable && !f.s.bundle.Items[id].Available {
+	if !f.includeUnavailable && !f.s.available[id] {
 		return false
 	}
 	cat := f.s.itemCat[id]
