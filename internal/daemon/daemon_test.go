@@ -352,22 +352,8 @@ func TestTraceSpansGatewayAndServer(t *testing.T) {
 	addrs, data := startDaemon(t, func(c *Config) { c.TracerProvider = tp })
 	getJSON(t, "http://"+addrs.HTTP+"/v1/users/"+data.Events[0].UserID+"/recommendations?n=2", nil)
 
-	var httpSpan, serverSpan sdktrace.ReadOnlySpan
-	for _, s := range rec.Ended() {
-		switch {
-		case s.SpanKind() == oteltrace.SpanKindServer && s.Name() == "recserve.v1.RecommendService/Recommend":
-			serverSpan = s
-		case s.SpanKind() == oteltrace.SpanKindServer && strings.HasPrefix(s.Name(), "GET "):
-			httpSpan = s
-		}
-	}
-	if httpSpan == nil || serverSpan == nil {
-		var names []string
-		for _, s := range rec.Ended() {
-			names = append(names, s.SpanKind().String()+" "+s.Name())
-		}
-		t.Fatalf("spans %v: want the gateway's HTTP span and the server's gRPC span", names)
-	}
+	httpSpan := waitSpan(t, rec, oteltrace.SpanKindServer, "GET ")
+	serverSpan := waitSpan(t, rec, oteltrace.SpanKindServer, "recserve.v1.RecommendService/Recommend")
 	if httpSpan.SpanContext().TraceID() != serverSpan.SpanContext().TraceID() {
 		t.Fatalf("gateway trace %s, server trace %s: not one trace", httpSpan.SpanContext().TraceID(), serverSpan.SpanContext().TraceID())
 	}
@@ -407,15 +393,7 @@ func TestLogsCarryTraceIDs(t *testing.T) {
 	if code := getJSON(t, "http://"+addrs.HTTP+"/v1/users/u1/recommendations", nil); code != http.StatusServiceUnavailable {
 		t.Fatalf("status %d with no model loaded, want 503", code)
 	}
-	var serverSpan sdktrace.ReadOnlySpan
-	for _, s := range rec.Ended() {
-		if s.SpanKind() == oteltrace.SpanKindServer && s.Name() == "recserve.v1.RecommendService/Recommend" {
-			serverSpan = s
-		}
-	}
-	if serverSpan == nil {
-		t.Fatal("no server span")
-	}
+	serverSpan := waitSpan(t, rec, oteltrace.SpanKindServer, "recserve.v1.RecommendService/Recommend")
 	for _, line := range strings.Split(out.String(), "\n") {
 		var r map[string]any
 		if json.Unmarshal([]byte(line), &r) == nil && r["msg"] == "request failed" {
@@ -426,4 +404,23 @@ func TestLogsCarryTraceIDs(t *testing.T) {
 		}
 	}
 	t.Fatalf("no \"request failed\" line in:\n%s", out.String())
+}
+
+// waitSpan returns the first ended span of kind whose name starts with name,
+// waiting for it up to 10 s: servers end their spans after the response has
+// gone out, so a client may see the answer first.
+func waitSpan(t *testing.T, rec *tracetest.SpanRecorder, kind oteltrace.SpanKind, name string) sdktrace.ReadOnlySpan {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var names []string
+		for _, s := range rec.Ended() {
+			if s.SpanKind() == kind && strings.HasPrefix(s.Name(), name) {
+				return s
+			}
+			names = append(names, s.SpanKind().String()+" "+s.Name())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s span %q among %q", kind, name, names)
+		}
+	}
 }

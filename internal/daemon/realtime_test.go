@@ -226,30 +226,10 @@ func TestTraceThroughKafka(t *testing.T) {
 	e := data.Events[0]
 	postEvent(t, addrs, &recservev1.Event{EventId: "traced-1", UserId: e.UserID, ItemId: e.ItemID, Type: recservev1.EventType_EVENT_TYPE_CLICK})
 
-	find := func(kind oteltrace.SpanKind, name string) sdktrace.ReadOnlySpan {
-		for _, s := range rec.Ended() {
-			if s.SpanKind() == kind && strings.HasPrefix(s.Name(), name) {
-				return s
-			}
-		}
-		return nil
-	}
-	var consumed sdktrace.ReadOnlySpan
-	deadline := time.Now().Add(10 * time.Second)
-	for consumed == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-		consumed = find(oteltrace.SpanKindConsumer, "process interactions")
-	}
-	gateway := find(oteltrace.SpanKindServer, "POST /")
-	server := find(oteltrace.SpanKindServer, "recserve.v1.EventService/RecordEvents")
-	produced := find(oteltrace.SpanKindProducer, "send interactions")
-	if gateway == nil || server == nil || produced == nil || consumed == nil {
-		var names []string
-		for _, s := range rec.Ended() {
-			names = append(names, s.SpanKind().String()+" "+s.Name())
-		}
-		t.Fatalf("spans %q: want gateway, server, producer and consumer", names)
-	}
+	consumed := waitSpan(t, rec, oteltrace.SpanKindConsumer, "process interactions")
+	gateway := waitSpan(t, rec, oteltrace.SpanKindServer, "POST /")
+	server := waitSpan(t, rec, oteltrace.SpanKindServer, "recserve.v1.EventService/RecordEvents")
+	produced := waitSpan(t, rec, oteltrace.SpanKindProducer, "send interactions")
 	trace := gateway.SpanContext().TraceID()
 	if server.SpanContext().TraceID() != trace || produced.SpanContext().TraceID() != trace || produced.Parent().SpanID() != server.SpanContext().SpanID() {
 		t.Fatalf("gateway, server and producer spans are not one trace: %s %s %s", trace, server.SpanContext().TraceID(), produced.SpanContext().TraceID())
