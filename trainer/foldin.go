@@ -62,7 +62,7 @@ func NewFolder(itemVectors []float32, dim int, opts Options) *Folder {
 		panic(err)
 	}
 	n := len(itemVectors) / dim
-	gram, _ := gramian(context.Background(), opts.workers(), toFloat64(itemVectors), n, dim, opts.Unobserved)
+	gram, _ := gramian(context.Background(), opts.workers(), itemVectors, n, dim, opts.Unobserved)
 	f := &Folder{dim: dim, nItems: n, items: itemVectors, gram: gram, opts: opts}
 	var es mat.EigenSym
 	if es.Factorize(mat.NewSymDense(dim, slices.Clone(gram)), true) {

@@ -49,12 +49,12 @@ const (
 
 // gramian returns scale·VᵀV for the n×k row-major matrix v as a full
 // (both triangles) k×k row-major matrix.
-func gramian(ctx context.Context, workers int, v []float64, n, k int, scale float64) ([]float64, error) {
+func gramian[F float32 | float64](ctx context.Context, workers int, v []F, n, k int, scale float64) ([]float64, error) {
 	chunks := (n + gramChunk - 1) / gramChunk
 	parts := make([][]float64, chunks)
 	err := parallelFor(ctx, workers, chunks, func(_, c int) {
 		lo, hi := c*gramChunk, min((c+1)*gramChunk, n)
-		parts[c] = gramianChunk(v[lo*k:hi*k], hi-lo, k)
+		parts[c] = gramianChunk(asFloat64(v[lo*k:hi*k]), hi-lo, k)
 	})
 	if err != nil {
 		return nil, err
@@ -350,4 +350,13 @@ func (sv *solver) cgBlock(opts Options, s *side, lo, hi int, dst, src, packed []
 			break
 		}
 	}
+}
+
+// asFloat64 returns v as float64s: v itself, or a converted copy of float32s
+// (one chunk at a time, so that a float32 matrix is never copied whole).
+func asFloat64[F float32 | float64](v []F) []float64 {
+	if d, ok := any(v).([]float64); ok {
+		return d
+	}
+	return toFloat64(any(v).([]float32))
 }
