@@ -71,7 +71,9 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 		slices.Sort(b.Seen(u))
 	}
 	s.buildPopularity()
-	s.folder = trainer.NewFolder(b.ItemVectors, m.Dim, trainer.OptionsFromParams(m.Params))
+	fold := trainer.OptionsFromParams(m.Params)
+	fold.Workers = 1 // a version loads beside live traffic: leave the other cores to it
+	s.folder = trainer.NewFolder(b.ItemVectors, m.Dim, fold)
 
 	idx, source, err := buildIndex(b, opts)
 	if err != nil {
