@@ -100,8 +100,11 @@ func (r *FS) Versions(model string) ([]string, error) {
 }
 
 // Latest returns the highest complete version of model, or ErrNotFound.
-func (r *FS) Latest(model string) (string, error) {
-	vs, err := r.Versions(model)
+func (r *FS) Latest(model string) (string, error) { return latest(r, model) }
+
+// latest returns the highest complete version of model in st, or ErrNotFound.
+func latest(st Store, model string) (string, error) {
+	vs, err := st.Versions(model)
 	if err != nil {
 		return "", err
 	}

@@ -186,19 +186,29 @@ func writeFile(path string, write func(w io.Writer) error) (File, error) {
 		return File{}, err
 	}
 	defer f.Close()
-	h := sha256.New()
-	var n countWriter
-	bw := bufio.NewWriterSize(io.MultiWriter(f, h, &n), 256<<10)
-	if err := write(bw); err != nil {
-		return File{}, err
-	}
-	if err := bw.Flush(); err != nil {
+	file, err := encode(f, write)
+	if err != nil {
 		return File{}, err
 	}
 	if err := f.Sync(); err != nil {
 		return File{}, err
 	}
 	if err := f.Close(); err != nil {
+		return File{}, err
+	}
+	return file, nil
+}
+
+// encode runs write into w through a buffer and returns the size and SHA-256
+// of what it wrote, as the manifest lists them.
+func encode(w io.Writer, write func(w io.Writer) error) (File, error) {
+	h := sha256.New()
+	var n countWriter
+	bw := bufio.NewWriterSize(io.MultiWriter(w, h, &n), 256<<10)
+	if err := write(bw); err != nil {
+		return File{}, err
+	}
+	if err := bw.Flush(); err != nil {
 		return File{}, err
 	}
 	return File{Size: int64(n), SHA256: hex.EncodeToString(h.Sum(nil))}, nil

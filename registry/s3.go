@@ -255,16 +255,7 @@ func (s *S3) Versions(model string) ([]string, error) {
 }
 
 // Latest returns the highest complete version of model, or ErrNotFound.
-func (s *S3) Latest(model string) (string, error) {
-	vs, err := s.Versions(model)
-	if err != nil {
-		return "", err
-	}
-	if len(vs) == 0 {
-		return "", fmt.Errorf("registry: model %s: %w: no complete version", model, ErrNotFound)
-	}
-	return vs[len(vs)-1], nil
-}
+func (s *S3) Latest(model string) (string, error) { return latest(s, model) }
 
 // Load reads, verifies and decodes a complete version of model exactly as
 // [FS.Load] does. A manifest naming an object that is missing, or one of

@@ -1,12 +1,9 @@
 package registry
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -44,16 +41,11 @@ func (s *S3) Publish(b *Bundle) (string, error) {
 	files := dataFiles(nb)
 	m.Files = make(map[string]File, len(files))
 	for _, f := range files {
-		h := sha256.New()
-		var n countWriter
-		bw := bufio.NewWriterSize(io.MultiWriter(h, &n), 256<<10)
-		if err := f.write(bw); err != nil {
+		file, err := encode(io.Discard, f.write)
+		if err != nil {
 			return "", fmt.Errorf("registry: publish %s: %s: %w", m.Model, f.name, err)
 		}
-		if err := bw.Flush(); err != nil {
-			return "", fmt.Errorf("registry: publish %s: %s: %w", m.Model, f.name, err)
-		}
-		m.Files[f.name] = File{Size: int64(n), SHA256: hex.EncodeToString(h.Sum(nil))}
+		m.Files[f.name] = file
 	}
 
 	ctx, cancel := s.ctx()
@@ -149,15 +141,11 @@ func (s *S3) putEncoded(ctx context.Context, key string, want File, write func(w
 		return err
 	}
 	pr, pw := io.Pipe()
-	h := sha256.New()
-	var n countWriter
+	var got File
 	done := make(chan error, 1)
 	go func() {
-		bw := bufio.NewWriterSize(io.MultiWriter(pw, h, &n), 256<<10)
-		err := write(bw)
-		if err == nil {
-			err = bw.Flush()
-		}
+		var err error
+		got, err = encode(pw, write)
 		pw.CloseWithError(err) // nil: EOF
 		done <- err
 	}()
@@ -170,7 +158,7 @@ func (s *S3) putEncoded(ctx context.Context, key string, want File, write func(w
 	if werr != nil {
 		return werr
 	}
-	if int64(n) != want.Size || hex.EncodeToString(h.Sum(nil)) != want.SHA256 {
+	if got != want {
 		return errors.New("encoding differs between passes") // cannot happen: encoders are deterministic
 	}
 	return nil
