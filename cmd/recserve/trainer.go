@@ -192,7 +192,7 @@ func (r *retrainer) store(_ context.Context, evs []*recservev1.Event) error {
 	if err != nil {
 		return err
 	}
-	r.metrics.storedEvents(added)
+	r.metrics.stored.Add(context.Background(), int64(added))
 	if r.job.afterStore != nil {
 		r.job.afterStore(len(evs), added)
 	}

@@ -57,20 +57,9 @@ func newTrainerMetrics(m metric.Meter, pending func() int64) (*trainerMetrics, e
 	return &tm, errs[4]
 }
 
-// storedEvents counts events stored in the event log. A nil *trainerMetrics (a
-// retrainer built by a test) records nothing.
-func (tm *trainerMetrics) storedEvents(n int) {
-	if tm != nil {
-		tm.stored.Add(context.Background(), int64(n))
-	}
-}
-
 // trained records one training: how long it took and, when it published, the
 // version and its metrics.
 func (tm *trainerMetrics) trained(model string, took time.Duration, version string, results map[string]float64, err error) {
-	if tm == nil {
-		return
-	}
 	result := "ok"
 	if err != nil {
 		result = "error"

@@ -19,6 +19,7 @@ import (
 
 	"github.com/recserve/recserve/eventlog"
 	"github.com/recserve/recserve/events"
+	"github.com/recserve/recserve/internal/telemetry"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 	"github.com/recserve/recserve/registry"
 	"github.com/recserve/recserve/sampledata"
@@ -401,7 +402,15 @@ func TestTrainerRetrainPolicy(t *testing.T) {
 	published := make(chan string, 10)
 	job := trainerJob{LogDir: logDir, Registry: regDir, Model: "p", Options: opts, RetrainEvery: 10, RetrainInterval: 300 * time.Millisecond,
 		published: func(v string) { published <- v }}
+	tel, err := telemetry.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Close()
 	r := &retrainer{job: job, log: trainerLogger(t), el: el, kick: make(chan struct{}, 1)}
+	if r.metrics, err = newTrainerMetrics(tel.Meter(), r.pending.Load); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() { r.loop(ctx) })
