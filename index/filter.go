@@ -15,8 +15,10 @@ package index
 
 const (
 	// filterSample is how many IDs are tested to estimate a filter's
-	// allowed fraction.
+	// allowed fraction; quickSample how many first, which settle the choice
+	// for filters that allow most rows (they cost a cache miss each).
 	filterSample = 256
+	quickSample  = 32
 	// minGraphFraction: filters allowing less than this estimated fraction
 	// of rows are always served by an exact scan over the allowed rows.
 	minGraphFraction = 0.02
@@ -32,28 +34,45 @@ const (
 // preferScan reports whether an exact scan of n rows is expected to be
 // cheaper than a graph search with candidate list ef under filter f. It
 // also returns the estimated allowed fraction (1 for a nil filter).
+// When the first quickSample IDs say the graph is cheaper even at half their
+// allowed fraction, the rest of the sample is skipped.
 func preferScan(f Filter, n, ef int) (bool, float64) {
-	p, scanCost := 1.0, float64(n)
-	if f != nil {
-		p = allowedFraction(f, n)
-		if p < minGraphFraction {
-			return true, p
-		}
-		scanCost = float64(n) * (p + filterCost)
+	if f == nil {
+		return scanCheaper(n, ef, 1, false), 1
 	}
-	return scanCost < randomAccessCost*visitsPerEf*float64(ef)/p, p
+	if p := allowedFraction(f, n, quickSample); !scanCheaper(n, ef, p/2, true) {
+		return false, p
+	}
+	p := allowedFraction(f, n, filterSample)
+	if p < minGraphFraction {
+		return true, p
+	}
+	return scanCheaper(n, ef, p, true), p
+}
+
+// scanCheaper compares the estimated costs of a scan and a graph search
+// for allowed fraction p, with or without a filter to call per scanned row.
+func scanCheaper(n, ef int, p float64, filtered bool) bool {
+	if p <= 0 {
+		return true
+	}
+	scanCost := float64(n)
+	if filtered {
+		scanCost *= p + filterCost
+	}
+	return scanCost < randomAccessCost*visitsPerEf*float64(ef)/p
 }
 
 // allowedFraction estimates the fraction of the n rows that f allows by
-// testing filterSample IDs spread over [0, n) by a golden-ratio (Weyl)
-// sequence, which is deterministic and does not alias with ID strides such
-// as id%k filters. For n <= filterSample every ID is tested.
-func allowedFraction(f Filter, n int) float64 {
+// testing sample IDs spread over [0, n) by a golden-ratio (Weyl) sequence,
+// which is deterministic and does not alias with ID strides such as id%k
+// filters. For n <= sample every ID is tested.
+func allowedFraction(f Filter, n, sample int) float64 {
 	if n <= 0 {
 		return 0
 	}
 	allowed := 0
-	if n <= filterSample {
+	if n <= sample {
 		for id := range n {
 			if f(int32(id)) {
 				allowed++
@@ -63,7 +82,7 @@ func allowedFraction(f Filter, n int) float64 {
 	}
 	const phi = 0.6180339887498949 // (sqrt(5)-1)/2
 	x := 0.5
-	for range filterSample {
+	for range sample {
 		x += phi
 		if x >= 1 {
 			x--
@@ -72,5 +91,5 @@ func allowedFraction(f Filter, n int) float64 {
 			allowed++
 		}
 	}
-	return float64(allowed) / filterSample
+	return float64(allowed) / float64(sample)
 }

@@ -151,7 +151,7 @@ func TestAllowedFraction(t *testing.T) {
 		{"small n, exact count", 200, func(id int32) bool { return id < 20 }, 0.1, 0.1},
 	}
 	for _, tt := range tests {
-		if got := allowedFraction(tt.f, tt.n); got < tt.lo || got > tt.hi {
+		if got := allowedFraction(tt.f, tt.n, filterSample); got < tt.lo || got > tt.hi {
 			t.Errorf("%s: allowedFraction = %v, want in [%v, %v]", tt.name, got, tt.lo, tt.hi)
 		}
 	}
@@ -175,6 +175,26 @@ func TestPreferScan(t *testing.T) {
 	for _, tt := range tests {
 		if got, _ := preferScan(tt.f, tt.n, DefaultEfSearch); got != tt.want {
 			t.Errorf("%s: preferScan = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// A filter that allows most rows is decided on the quick sample; a selective
+// one gets the whole sample.
+func TestPreferScanSampleSize(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		allow func(int32) bool
+		calls int
+	}{
+		{"99% allowed", func(id int32) bool { return id%100 != 99 }, quickSample},
+		{"2% allowed", func(id int32) bool { return id%50 == 0 }, quickSample + filterSample},
+	} {
+		calls := 0
+		f := func(id int32) bool { calls++; return tt.allow(id) }
+		preferScan(f, 1000000, DefaultEfSearch)
+		if calls != tt.calls {
+			t.Errorf("%s: the filter was called %d times, want %d", tt.name, calls, tt.calls)
 		}
 	}
 }

@@ -63,15 +63,17 @@ func (f *itemFilter) allow(id int32) bool {
 	if id == f.self {
 		return false
 	}
-	if !f.includeUnavailable && !f.s.available[id] {
+	if !f.includeUnavailable && f.s.unavailable.contains(id) {
 		return false
 	}
-	cat := f.s.itemCat[id]
-	if f.includeCat != nil && !f.includeCat[cat] {
-		return false
-	}
-	if f.excludeCat != nil && f.excludeCat[cat] {
-		return false
+	if f.includeCat != nil || f.excludeCat != nil { // only then read the item's category
+		cat := f.s.itemCat[id]
+		if f.includeCat != nil && !f.includeCat[cat] {
+			return false
+		}
+		if f.excludeCat != nil && f.excludeCat[cat] {
+			return false
+		}
 	}
 	if _, ok := f.excludeItems[id]; ok {
 		return false

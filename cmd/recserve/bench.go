@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -43,7 +44,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.gen.Dim, "dim", 64, "embedding dimensions")
 	fs.IntVar(&cfg.gen.Clusters, "clusters", cfg.gen.Clusters, "taste clusters of the synthetic vectors")
 	fs.IntVar(&cfg.gen.Seen, "seen", cfg.gen.Seen, "training items per user (excluded from recommendations)")
-	fs.StringVar(&cfg.dir, "dir", "", "work directory for the registry (default: a temporary directory, removed at the end)")
+	fs.StringVar(&cfg.dir, "dir", "", "work directory; staged versions left there are reused by runs with the same options (default: a temporary directory, removed at the end)")
 	fs.DurationVar(&cfg.duration, "duration", 30*time.Second, "steady-state load duration (with -swap: before and again after the swap)")
 	fs.IntVar(&cfg.concurrency, "concurrency", 64, "concurrent requests (closed loop)")
 	fs.IntVar(&cfg.conns, "conns", 4, "gRPC connections the requests share")
@@ -67,12 +68,17 @@ func runBench(ctx context.Context, args []string) error {
 }
 
 // benchStage publishes version 1 (and, for -swap, version 2) of the synthetic
-// model into a staging registry under dir. Moving a complete version
-// directory into the served registry is the last step of a publish (the
-// rename), so the swap measures the server, not the writing of the files.
+// model into a staging registry under dir, or reuses the versions an earlier
+// run with the same options left there. Linking a complete version directory
+// into the served registry is the last step of a publish (the rename), so the
+// swap measures the server, not the writing of the files.
 func benchStage(cfg benchConfig, dir string, log func(string, ...any)) (staged []string, err error) {
-	staging, err := registry.Open(filepath.Join(dir, "staging"))
+	staging, err := registry.Open(filepath.Join(dir, cfg.stagingName()))
 	if err != nil {
+		return nil, err
+	}
+	have, err := staging.Versions(benchModel)
+	if err != nil && !errors.Is(err, registry.ErrNotFound) {
 		return nil, err
 	}
 	count := 1
@@ -80,6 +86,11 @@ func benchStage(cfg benchConfig, dir string, log func(string, ...any)) (staged [
 		count = 2
 	}
 	for i := range count {
+		if i < len(have) {
+			log("bench: version %s: reused from %s", have[i], staging.Root())
+			staged = append(staged, filepath.Join(staging.Root(), benchModel, have[i]))
+			continue
+		}
 		t0 := time.Now()
 		o := cfg.gen
 		o.Seed += uint64(i)
@@ -102,16 +113,39 @@ func benchStage(cfg benchConfig, dir string, log func(string, ...any)) (staged [
 	return staged, nil
 }
 
+// stagingName names the staging registry after everything that shapes the
+// synthetic versions, so only identical ones are reused.
+func (c benchConfig) stagingName() string {
+	g := c.gen
+	return fmt.Sprintf("staging-u%d-i%d-d%d-c%d-noise%g-cat%d-seen%d-seed%d-prebuild%t",
+		g.Users, g.Items, g.Dim, g.Clusters, g.Noise, g.Categories, g.Seen, g.Seed, c.prebuild)
+}
+
 // rawBytes is the size of one version's embedding matrices.
 func (c benchConfig) rawBytes() int64 {
 	return int64(c.gen.Users+c.gen.Items) * int64(c.gen.Dim) * 4
 }
 
-// moveVersion makes a staged version visible in the served registry.
-func moveVersion(staged, registryDir string) error {
+// publishVersion makes a staged version visible in the served registry: its
+// files are hard-linked into a temporary directory (registry files are never
+// rewritten), which is then renamed into place.
+func publishVersion(staged, registryDir string) error {
 	modelDir := filepath.Join(registryDir, benchModel)
 	if err := os.MkdirAll(modelDir, 0o755); err != nil {
 		return err
 	}
-	return os.Rename(staged, filepath.Join(modelDir, filepath.Base(staged)))
+	tmp, err := os.MkdirTemp(modelDir, ".bench-")
+	if err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(staged)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.Link(filepath.Join(staged, e.Name()), filepath.Join(tmp, e.Name())); err != nil {
+			return err
+		}
+	}
+	return os.Rename(tmp, filepath.Join(modelDir, filepath.Base(staged)))
 }

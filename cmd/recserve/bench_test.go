@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/recserve/recserve/registry"
 )
 
 // TestMain lets the test binary stand in for recserve: with RECSERVE_TEST_MAIN=1
@@ -55,8 +57,49 @@ func TestBenchServeSwap(t *testing.T) {
 	if res.rssEnd <= 0 || res.hwm < res.rssEnd || res.versionsAtEnd != 2 {
 		t.Errorf("server memory: rss %d, peak %d, %d versions", res.rssEnd, res.hwm, res.versionsAtEnd)
 	}
+	if res.serverCPU <= 0 || res.loadCPU <= 0 {
+		t.Errorf("steady-phase CPU: server %v, load generator %v; want both measured", res.serverCPU, res.loadCPU)
+	}
 	if !strings.Contains(out.String(), "| steady | ") {
 		t.Errorf("report lacks the steady row:\n%s", out.String())
+	}
+}
+
+func TestBenchStageReuse(t *testing.T) {
+	cfg := benchConfig{gen: genOptions{Users: 30, Items: 40, Dim: 4, Clusters: 3, Noise: 0.1, Categories: 2, Seen: 2, Seed: 1}, swap: true}
+	dir := t.TempDir()
+	var generated int
+	logf := func(format string, _ ...any) {
+		if strings.Contains(format, "generated") {
+			generated++
+		}
+	}
+	first, err := benchStage(cfg, dir, logf)
+	if err != nil || len(first) != 2 || generated != 2 {
+		t.Fatalf("first run: staged %v, %d generated, err %v; want 2 generated", first, generated, err)
+	}
+	again, err := benchStage(cfg, dir, logf)
+	if err != nil || !slices.Equal(again, first) || generated != 2 {
+		t.Fatalf("same options: staged %v (%d generated in all), err %v; want %v reused", again, generated, err, first)
+	}
+	cfg.gen.Seed = 2
+	other, err := benchStage(cfg, dir, logf)
+	if err != nil || generated != 4 || other[0] == first[0] {
+		t.Fatalf("another seed: staged %v (%d generated in all), err %v; want new versions", other, generated, err)
+	}
+	reg := t.TempDir()
+	if err := publishVersion(first[0], reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(first[0]); err != nil {
+		t.Errorf("publishing removed the staged version: %v", err)
+	}
+	r, err := registry.Open(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := r.Load(benchModel, "1"); err != nil || b.Manifest.Items != 40 {
+		t.Errorf("the published version does not load: %v", err)
 	}
 }
 

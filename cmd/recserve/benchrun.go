@@ -27,6 +27,8 @@ type benchResult struct {
 	// Server memory (bytes): after the steady phase and at the end, and the peak.
 	rssSteady, rssEnd, hwm int64
 	versionsAtEnd          int
+	// CPU time the server and the load generator (this process) used in the steady phase.
+	serverCPU, loadCPU time.Duration
 }
 
 // benchServe stages the synthetic model, starts "recserve serve" on it, drives
@@ -53,7 +55,10 @@ func benchServe(ctx context.Context, cfg benchConfig, out io.Writer) (*benchResu
 		return nil, err
 	}
 	regDir := filepath.Join(cfg.dir, "registry")
-	if err := moveVersion(staged[0], regDir); err != nil {
+	if err := os.RemoveAll(regDir); err != nil { // a fresh registry for every run
+		return nil, err
+	}
+	if err := publishVersion(staged[0], regDir); err != nil {
 		return nil, err
 	}
 
@@ -108,6 +113,7 @@ func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, staged 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	start := time.Now()
+	srvCPU0, loadCPU0 := cpuTime(pid), cpuTime(os.Getpid())
 	samplesc := make(chan []sample, 1)
 	go func() { samplesc <- g.run(loadCtx, start) }()
 
@@ -125,6 +131,7 @@ func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, staged 
 		return nil, err
 	}
 	res.rssSteady, _, _ = memory(pid)
+	res.serverCPU, res.loadCPU = cpuTime(pid)-srvCPU0, cpuTime(os.Getpid())-loadCPU0
 	end := time.Since(start).Nanoseconds()
 	var published int64
 	if cfg.swap {
@@ -133,7 +140,7 @@ func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, staged 
 		w := summarize(s, 0, published)
 		fmt.Fprintf(os.Stderr, "bench: steady: %d requests, errors %s, %.0f rps, p50 %s, p99 %s, p99.9 %s, RSS %s; publishing version %s\n",
 			w.requests, errorText(w), w.rps(), ms(w.quantile(0.5)), ms(w.quantile(0.99)), ms(w.quantile(0.999)), mib(res.rssSteady), g.newVersion)
-		if err := moveVersion(staged[1], regDir); err != nil {
+		if err := publishVersion(staged[1], regDir); err != nil {
 			return nil, err
 		}
 		deadline := time.Now().Add(cfg.swapTimeout)
@@ -193,6 +200,10 @@ func report(w io.Writer, cfg benchConfig, r *benchResult) {
 		fmt.Fprintf(w, ", %s at the end (%d versions: %.2fx raw)", mib(r.rssEnd), r.versionsAtEnd, float64(r.rssEnd)/float64(raw*int64(r.versionsAtEnd)))
 	}
 	fmt.Fprintf(w, "; peak %s\n", mib(r.hwm))
+	if n := r.steady.requests; n > 0 {
+		fmt.Fprintf(w, "CPU in the steady phase: server %.1f s (%.0f µs/request), load generator %.1f s (%.0f µs/request)\n",
+			r.serverCPU.Seconds(), float64(r.serverCPU.Microseconds())/float64(n), r.loadCPU.Seconds(), float64(r.loadCPU.Microseconds())/float64(n))
+	}
 	if cfg.swap {
 		fmt.Fprintf(w, "swap: publish to first response from the new version %s (server load %.1f s, index %s); p99 during swap %s vs steady %s (%.2fx)\n",
 			r.toNew.Round(time.Millisecond), r.loadSeconds, r.indexSource, ms(r.swapWindow.quantile(0.99)), ms(r.steady.quantile(0.99)),
