@@ -19,3 +19,8 @@ func dotAVX2(a, b *float32, n int) float32
 //
 //go:noescape
 func dotsAVX2(q, base *float32, dim int, ids *int32, n int, out *float32)
+
+// prefetch asks for the cache lines holding the n int32s at p, n > 0.
+//
+//go:noescape
+func prefetch(p *int32, n int)

@@ -138,3 +138,19 @@ manysum:
 done:
 	VZEROUPPER
 	RET
+
+// func prefetch(p *int32, n int)
+//
+// Prefetches the cache lines holding the n int32s at p.
+TEXT ·prefetch(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), AX
+	MOVQ n+8(FP), CX
+	SHLQ $2, CX
+	ADDQ AX, CX // end
+	ANDQ $-64, AX
+line:
+	PREFETCHT0 (AX)
+	ADDQ $64, AX
+	CMPQ AX, CX
+	JLT line
+	RET

@@ -9,3 +9,6 @@ func dotAVX2(a, b *float32, n int) float32 { panic("index: no assembly kernel") 
 func dotsAVX2(q, base *float32, dim int, ids *int32, n int, out *float32) {
 	panic("index: no assembly kernel")
 }
+
+// prefetch is a hint only: without assembly it does nothing.
+func prefetch(p *int32, n int) {}

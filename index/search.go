@@ -122,6 +122,10 @@ func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef
 				continue
 			}
 			s.near.push(candidate{dist: d, id: nb})
+			if level == 0 && locks == nil {
+				// nb may be expanded soon: fetch its links meanwhile.
+				prefetch(&h.links0[int(nb)*(h.m0+1)], h.m0+1)
+			}
 			if f == nil || f(nb) {
 				s.far.push(candidate{dist: d, id: nb})
 				if len(s.far) > ef {

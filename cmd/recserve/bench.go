@@ -20,6 +20,7 @@ type benchConfig struct {
 	dir          string // work directory (default: a temporary one, removed afterwards)
 	duration     time.Duration
 	concurrency  int
+	rate         float64 // open loop: requests per second (0: closed loop)
 	conns        int
 	n            int
 	timeout      time.Duration
@@ -46,7 +47,8 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.gen.Seen, "seen", cfg.gen.Seen, "training items per user (excluded from recommendations)")
 	fs.StringVar(&cfg.dir, "dir", "", "work directory; staged versions left there are reused by runs with the same options (default: a temporary directory, removed at the end)")
 	fs.DurationVar(&cfg.duration, "duration", 30*time.Second, "steady-state load duration (with -swap: before and again after the swap)")
-	fs.IntVar(&cfg.concurrency, "concurrency", 64, "concurrent requests (closed loop)")
+	fs.IntVar(&cfg.concurrency, "concurrency", 64, "concurrent requests (closed loop), or most requests in flight (with -rate)")
+	fs.Float64Var(&cfg.rate, "rate", 0, "open loop: send this many requests per second, latency counted from when each was due (0: closed loop)")
 	fs.IntVar(&cfg.conns, "conns", 4, "gRPC connections the requests share")
 	fs.IntVar(&cfg.n, "n", 20, "items per Recommend")
 	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Second, "deadline of each request")

@@ -146,3 +146,46 @@ func TestGCPercent(t *testing.T) {
 		}
 	}
 }
+
+func TestScheduleOpenLoop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	due := make(chan int64, 10)
+	start := time.Now()
+	go schedule(ctx, start, 2000, due)
+	for i := range int64(100) {
+		at := <-due
+		if at != i*500_000 {
+			t.Fatalf("request %d due at %d ns, want %d", i, at, i*500_000)
+		}
+		if now := time.Since(start).Nanoseconds(); now < at {
+			t.Fatalf("request %d handed out at %d ns, before it was due (%d)", i, now, at)
+		}
+	}
+	cancel()
+	for range due { // schedule closes due once ctx is done
+	}
+}
+
+func TestBenchServeOpenLoop(t *testing.T) {
+	t.Setenv("RECSERVE_TEST_MAIN", "1")
+	cfg := benchConfig{
+		gen:      genOptions{Users: 1000, Items: 1000, Dim: 16, Clusters: 20, Noise: 0.1, Categories: 5, Seen: 3, Seed: 1},
+		dir:      t.TempDir(),
+		duration: 2 * time.Second, concurrency: 8, conns: 1, n: 10, rate: 100, timeout: 10 * time.Second,
+		prebuild: true, startTimeout: time.Minute, poll: time.Second,
+	}
+	var out bytes.Buffer
+	res, err := benchServe(context.Background(), cfg, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + out.String())
+	// About 200 requests are due in the 2 s (one more per 10 ms the phase overruns);
+	// the last few may still be in flight at the end.
+	if w := res.steady; w.requests < 150 || w.requests > 205 || w.failed() != 0 || w.short != 0 {
+		t.Errorf("%d requests (want 150 to 205 at 100/s for 2 s), errors %v, %d short", w.requests, w.errors, w.short)
+	}
+	if !strings.Contains(out.String(), "open loop at 100 requests/s") {
+		t.Errorf("report does not name the open loop:\n%s", out.String())
+	}
+}

@@ -26,14 +26,19 @@ type sample struct {
 	short    bool // fewer items than asked for
 }
 
-// loadGen drives closed-loop Recommend traffic: each worker sends its next
-// request as soon as the previous one returns.
+// loadGen drives Recommend traffic. In a closed loop (rate 0) each worker sends
+// its next request as soon as the previous one returns. In an open loop,
+// requests are due at a fixed rate whatever the answers' speed; a worker takes
+// the next due request when it is free, and latency counts from when the
+// request was due, so time spent waiting for a free worker is included
+// (no coordinated omission).
 type loadGen struct {
 	conns   []*grpc.ClientConn
 	users   int
 	n       int32
 	timeout time.Duration
 	workers int
+	rate    float64 // requests per second; 0: closed loop
 	// newVersion, when set, is watched for: the first response from it is recorded.
 	newVersion string
 	firstNew   atomic.Int64 // completion time (ns since start) of the first such response, or 0
@@ -43,12 +48,38 @@ type loadGen struct {
 // run sends requests until ctx is done and returns every worker's samples.
 // snapshot may be called meanwhile.
 func (g *loadGen) run(ctx context.Context, start time.Time) []sample {
+	var due chan int64
+	if g.rate > 0 {
+		due = make(chan int64, max(int(g.rate), g.workers)) // a second of requests can wait for a worker
+		go schedule(ctx, start, g.rate, due)
+	}
 	var wg sync.WaitGroup
 	for w := range g.workers {
-		wg.Go(func() { g.worker(ctx, start, w) })
+		wg.Go(func() { g.worker(ctx, start, w, due) })
 	}
 	wg.Wait()
 	return g.snapshot()
+}
+
+// schedule sends the due time (ns since start) of request i, start + i/rate,
+// once it has come, until ctx is done; then it closes due.
+func schedule(ctx context.Context, start time.Time, rate float64, due chan<- int64) {
+	defer close(due)
+	for i := int64(0); ; {
+		now := time.Since(start).Nanoseconds()
+		for ; float64(i)*1e9/rate <= float64(now); i++ {
+			select {
+			case due <- int64(float64(i) * 1e9 / rate):
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Microsecond):
+		}
+	}
 }
 
 // workerLog holds one worker's samples.
@@ -70,7 +101,9 @@ func (g *loadGen) snapshot() []sample {
 	return all
 }
 
-func (g *loadGen) worker(ctx context.Context, start time.Time, w int) {
+// worker sends requests until ctx is done: back to back, or one per due time
+// received from due (open loop) until it is closed.
+func (g *loadGen) worker(ctx context.Context, start time.Time, w int, due <-chan int64) {
 	client := recservev1.NewRecommendServiceClient(g.conns[w%len(g.conns)])
 	rng := rand.New(rand.NewPCG(uint64(w), 7))
 	n := g.n
@@ -78,11 +111,18 @@ func (g *loadGen) worker(ctx context.Context, start time.Time, w int) {
 	for ctx.Err() == nil {
 		req := &recservev1.RecommendRequest{UserId: benchUserID(rng.IntN(g.users)), N: &n}
 		t0 := time.Now()
+		at := t0.Sub(start).Nanoseconds()
+		if due != nil {
+			var ok bool
+			if at, ok = <-due; !ok {
+				return
+			}
+		}
 		rctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 		resp, err := client.Recommend(rctx, req)
 		cancel()
 		t1 := time.Now()
-		s := sample{at: t0.Sub(start).Nanoseconds(), took: t1.Sub(t0).Nanoseconds(), code: status.Code(err)}
+		s := sample{at: at, took: t1.Sub(start).Nanoseconds() - at, code: status.Code(err)}
 		if err == nil {
 			s.version = resp.GetModelVersion()
 			s.short = len(resp.GetItems()) < int(n)

@@ -89,7 +89,7 @@ func benchServe(ctx context.Context, cfg benchConfig, out io.Writer) (*benchResu
 		}
 		defer conns[i].Close()
 	}
-	g := &loadGen{conns: conns, users: cfg.gen.Users, n: int32(cfg.n), timeout: cfg.timeout, workers: cfg.concurrency,
+	g := &loadGen{conns: conns, users: cfg.gen.Users, n: int32(cfg.n), timeout: cfg.timeout, workers: cfg.concurrency, rate: cfg.rate,
 		logs: make([]workerLog, cfg.concurrency)}
 	if cfg.swap {
 		g.newVersion = filepath.Base(staged[1])
@@ -181,8 +181,12 @@ func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, staged 
 // report prints the result as a Markdown table.
 func report(w io.Writer, cfg benchConfig, r *benchResult) {
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Fprintf(w, "recserve bench serve: %d users, %d items, dim %d, n %d, concurrency %d over %d conns, loadavg %s\n\n",
-		cfg.gen.Users, cfg.gen.Items, cfg.gen.Dim, cfg.n, cfg.concurrency, cfg.conns, strings.Join(strings.Fields(string(load))[:3], " "))
+	mode := fmt.Sprintf("closed loop, concurrency %d", cfg.concurrency)
+	if cfg.rate > 0 {
+		mode = fmt.Sprintf("open loop at %.0f requests/s, at most %d in flight", cfg.rate, cfg.concurrency)
+	}
+	fmt.Fprintf(w, "recserve bench serve: %d users, %d items, dim %d, n %d, %s over %d conns, loadavg %s\n\n",
+		cfg.gen.Users, cfg.gen.Items, cfg.gen.Dim, cfg.n, mode, cfg.conns, strings.Join(strings.Fields(string(load))[:3], " "))
 	fmt.Fprintln(w, "| phase | requests | errors | rps | p50 | p90 | p99 | p99.9 | max | versions |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	row := func(name string, x window) {
