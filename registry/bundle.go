@@ -165,8 +165,9 @@ func checkVectors(v []float32, rows, dim int) error {
 	if dim < 1 || rows < 0 || rows > math.MaxInt/dim || len(v) != rows*dim {
 		return fmt.Errorf("has %d values, want %d rows × %d dims", len(v), rows, dim)
 	}
+	const expMask = 0x7f800000 // all exponent bits set: ±Inf or NaN
 	for i, x := range v {
-		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+		if math.Float32bits(x)&expMask == expMask {
 			return fmt.Errorf("row %d column %d is %v", i/dim, i%dim, x)
 		}
 	}

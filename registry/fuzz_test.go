@@ -100,7 +100,7 @@ func FuzzDecodeItems(f *testing.F) {
 	f.Add([]byte("{\"id\":\"a\"}\n\n"))
 	f.Add([]byte(`{"id":"x"} {"id":"y"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		items, err := decodeItems(bytes.NewReader(data))
+		items, err := decodeItems(bytes.NewReader(data), 0)
 		if err != nil {
 			return
 		}
@@ -108,7 +108,7 @@ func FuzzDecodeItems(f *testing.F) {
 		if err := encodeItems(&buf, items); err != nil {
 			t.Fatal(err)
 		}
-		items2, err := decodeItems(&buf)
+		items2, err := decodeItems(&buf, 1)
 		if err != nil {
 			t.Fatalf("re-reading %q: %v", buf.Bytes(), err)
 		}

@@ -103,8 +103,10 @@ func load(src versionFiles, model, version string) (*Bundle, error) {
 	if b.UserVectors, err = l.readMatrix(UserVectorsFile, m.Users, m.Dim); err != nil {
 		return nil, err
 	}
-	err = l.read(ItemsFile, func(r io.Reader, _ int64) error {
-		items, err := decodeItems(r)
+	err = l.read(ItemsFile, func(r io.Reader, size int64) error {
+		// Room for the items the manifest promises, as far as the file can hold
+		// them (a line takes at least 8 bytes).
+		items, err := decodeItems(r, int(min(int64(m.Items), size/8)))
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // NumPy dtypes used by the format: little-endian float32, int64 and int32.
@@ -164,8 +165,21 @@ func ReadNPY(r io.Reader, limit int64) (dtype string, shape []int, data any, err
 	return dtype, shape, data, nil
 }
 
+// hostLittleEndian is whether this machine stores numbers as .npy files do
+// here; then values are read straight into place instead of decoded one by one.
+var hostLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// readElems reads n little-endian values of size bytes each (size must be
+// the size of T), decoding each with get unless the host is little-endian.
 func readElems[T any](r io.Reader, n, size int, get func([]byte) T) ([]T, error) {
 	out := make([]T, n)
+	if hostLittleEndian {
+		raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(out))), n*size)
+		if _, err := io.ReadFull(r, raw); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
 	buf := make([]byte, min(npyChunk, n*size))
 	for i := 0; i < n; {
 		k := min(n-i, len(buf)/size)

@@ -55,10 +55,11 @@ type itemLine struct {
 }
 
 // decodeItems reads items.jsonl: one JSON object per line, LF line endings,
-// the final LF optional. Unknown fields are errors.
-func decodeItems(r io.Reader) ([]Item, error) {
+// the final LF optional. Unknown fields are errors. capacity is the number
+// of items expected.
+func decodeItems(r io.Reader, capacity int) ([]Item, error) {
 	br := bufio.NewReader(r)
-	var items []Item
+	items := make([]Item, 0, capacity)
 	for line := 1; ; line++ {
 		b, err := br.ReadBytes('\n')
 		if err != nil && err != io.EOF {

@@ -65,19 +65,22 @@ func (g *loadGen) run(ctx context.Context, start time.Time) []sample {
 // once it has come, until ctx is done; then it closes due.
 func schedule(ctx context.Context, start time.Time, rate float64, due chan<- int64) {
 	defer close(due)
-	for i := int64(0); ; {
-		now := time.Since(start).Nanoseconds()
-		for ; float64(i)*1e9/rate <= float64(now); i++ {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for i := 0.0; ; i++ {
+		at := int64(i * 1e9 / rate)
+		if wait := at - time.Since(start).Nanoseconds(); wait > 0 {
+			timer.Reset(time.Duration(wait))
 			select {
-			case due <- int64(float64(i) * 1e9 / rate):
 			case <-ctx.Done():
 				return
+			case <-timer.C:
 			}
 		}
 		select {
+		case due <- at:
 		case <-ctx.Done():
 			return
-		case <-time.After(100 * time.Microsecond):
 		}
 	}
 }
