@@ -175,8 +175,15 @@ func readElems[T any](r io.Reader, n, size int, get func([]byte) T) ([]T, error)
 	out := make([]T, n)
 	if hostLittleEndian {
 		raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(out))), n*size)
-		if _, err := io.ReadFull(r, raw); err != nil {
-			return nil, err
+		// In chunks: a reader that hashes what it reads would otherwise hash
+		// hundreds of megabytes in one call, which the Go scheduler cannot
+		// preempt, stalling the goroutines queued behind it.
+		for len(raw) > 0 {
+			k := min(len(raw), npyChunk)
+			if _, err := io.ReadFull(r, raw[:k]); err != nil {
+				return nil, err
+			}
+			raw = raw[k:]
 		}
 		return out, nil
 	}
