@@ -52,6 +52,35 @@ type Bundle struct {
 	SeenOffsets []int64   // CSR, len(UserIDs)+1, or nil
 	SeenItems   []int32   // item rows; user u's are SeenItems[SeenOffsets[u]:SeenOffsets[u+1]]
 	Index       []byte    // optional: the IndexFile, a prebuilt index over ItemVectors
+
+	// Row of every user and item id, when Load built them checking the ids.
+	userRows, itemRows map[string]int32
+}
+
+// UserRows returns the row of every user id: the map Load built while
+// checking the ids, or a new one for a bundle made otherwise. Callers must
+// not modify it.
+func (b *Bundle) UserRows() map[string]int32 {
+	if b.userRows != nil {
+		return b.userRows
+	}
+	return rows(len(b.UserIDs), func(i int) string { return b.UserIDs[i] })
+}
+
+// ItemRows is UserRows for the items.
+func (b *Bundle) ItemRows() map[string]int32 {
+	if b.itemRows != nil {
+		return b.itemRows
+	}
+	return rows(len(b.Items), func(i int) string { return b.Items[i].ID })
+}
+
+func rows(n int, id func(int) string) map[string]int32 {
+	m := make(map[string]int32, n)
+	for i := range n {
+		m[id(i)] = int32(i)
+	}
+	return m
 }
 
 // Seen returns the item rows user row u interacted with in training, or nil
@@ -104,13 +133,13 @@ func (b *Bundle) Validate() error {
 			return invalid(fmt.Sprintf("Manifest.Metrics[%q]", k), fmt.Errorf("is %v, want a finite number", v))
 		}
 	}
-	if err := checkIDs(len(b.UserIDs), func(i int) string { return b.UserIDs[i] }); err != nil {
+	if _, err := checkIDs(len(b.UserIDs), func(i int) string { return b.UserIDs[i] }); err != nil {
 		return invalid("UserIDs", err)
 	}
 	if err := checkVectors(b.UserVectors, len(b.UserIDs), m.Dim); err != nil {
 		return invalid("UserVectors", err)
 	}
-	if err := checkIDs(len(b.Items), func(i int) string { return b.Items[i].ID }); err != nil {
+	if _, err := checkIDs(len(b.Items), func(i int) string { return b.Items[i].ID }); err != nil {
 		return invalid("Items", err)
 	}
 	if err := checkVectors(b.ItemVectors, len(b.Items), m.Dim); err != nil {
@@ -144,20 +173,21 @@ func checkID(id string) error {
 	return nil
 }
 
-// checkIDs checks that the n ids returned by id are usable and unique.
-func checkIDs(n int, id func(int) string) error {
-	first := make(map[string]int, n)
+// checkIDs checks that the n ids returned by id are usable and unique, and
+// returns the row of each.
+func checkIDs(n int, id func(int) string) (map[string]int32, error) {
+	rows := make(map[string]int32, n)
 	for i := range n {
 		s := id(i)
 		if err := checkID(s); err != nil {
-			return fmt.Errorf("row %d: %v", i, err)
+			return nil, fmt.Errorf("row %d: %v", i, err)
 		}
-		if j, dup := first[s]; dup {
-			return fmt.Errorf("row %d: duplicate id %q, first at row %d", i, s, j)
+		if j, dup := rows[s]; dup {
+			return nil, fmt.Errorf("row %d: duplicate id %q, first at row %d", i, s, j)
 		}
-		first[s] = i
+		rows[s] = int32(i)
 	}
-	return nil
+	return rows, nil
 }
 
 // checkVectors checks that v is a rows×dim matrix of finite numbers.

@@ -86,3 +86,35 @@ func TestSeen(t *testing.T) {
 		t.Errorf("Seen without CSR = %v, want nil", got)
 	}
 }
+
+func TestBundleRows(t *testing.T) {
+	b := newBundle(4, 6, 2, true)
+	r, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := r.Publish(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := r.Load(b.Manifest.Model, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, bb := range map[string]*Bundle{"made": b, "loaded": loaded} {
+		users, items := bb.UserRows(), bb.ItemRows()
+		if len(users) != len(bb.UserIDs) || len(items) != len(bb.Items) {
+			t.Fatalf("%s: %d user rows, %d item rows; want %d and %d", name, len(users), len(items), len(bb.UserIDs), len(bb.Items))
+		}
+		for i, id := range bb.UserIDs {
+			if users[id] != int32(i) {
+				t.Errorf("%s: user %q at row %d, want %d", name, id, users[id], i)
+			}
+		}
+		for i, it := range bb.Items {
+			if items[it.ID] != int32(i) {
+				t.Errorf("%s: item %q at row %d, want %d", name, it.ID, items[it.ID], i)
+			}
+		}
+	}
+}

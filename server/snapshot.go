@@ -56,17 +56,13 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 		version:     m.Version,
 		dim:         m.Dim,
 		bundle:      b,
-		userRow:     make(map[string]int32, len(b.UserIDs)),
-		itemRow:     make(map[string]int32, len(b.Items)),
+		userRow:     b.UserRows(),
+		itemRow:     b.ItemRows(),
 		itemCat:     make([]int32, len(b.Items)),
 		unavailable: newBitset(len(b.Items)),
 		catID:       make(map[string]int32),
 	}
-	for i, id := range b.UserIDs {
-		s.userRow[id] = int32(i)
-	}
 	for i, it := range b.Items {
-		s.itemRow[it.ID] = int32(i)
 		c, ok := s.catID[it.Category]
 		if !ok {
 			c = int32(len(s.catID))
