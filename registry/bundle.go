@@ -233,3 +233,40 @@ func checkSeenItems(seen []int32, total int64, items int) error {
 	}
 	return nil
 }
+
+// ReorderItems rearranges the bundle so that item order[i] becomes item i:
+// Items, ItemVectors and the item rows in SeenItems. A prebuilt Index no
+// longer matches the rows and is dropped. Publishers use it to store items in
+// an order their index searches faster (index.HNSW.LocalityOrder).
+func (b *Bundle) ReorderItems(order []int32) error {
+	n, dim := len(b.Items), b.Manifest.Dim
+	if len(order) != n || dim < 1 || len(b.ItemVectors) != n*dim {
+		return fmt.Errorf("registry: reorder %d items of dim %d (%d values) with an order of %d", n, dim, len(b.ItemVectors), len(order))
+	}
+	newRow := make([]int32, n)
+	for i := range newRow {
+		newRow[i] = -1
+	}
+	for i, old := range order {
+		if old < 0 || int(old) >= n || newRow[old] >= 0 {
+			return errors.New("registry: reorder: the order is not a permutation of the items")
+		}
+		newRow[old] = int32(i)
+	}
+	for _, it := range b.SeenItems {
+		if it < 0 || int(it) >= n {
+			return fmt.Errorf("registry: reorder: interaction with item row %d of %d", it, n)
+		}
+	}
+	items := make([]Item, n)
+	vecs := make([]float32, len(b.ItemVectors))
+	for i, old := range order {
+		items[i] = b.Items[old]
+		copy(vecs[i*dim:(i+1)*dim], b.ItemVectors[int(old)*dim:(int(old)+1)*dim])
+	}
+	for j, it := range b.SeenItems {
+		b.SeenItems[j] = newRow[it]
+	}
+	b.Items, b.ItemVectors, b.Index, b.itemRows = items, vecs, nil, nil
+	return nil
+}

@@ -118,3 +118,63 @@ func TestBundleRows(t *testing.T) {
 		}
 	}
 }
+
+func TestReorderItems(t *testing.T) {
+	b := newBundle(6, 9, 3, true)
+	dim := b.Manifest.Dim
+	vec := map[string][]float32{}
+	for i, it := range b.Items {
+		vec[it.ID] = slices.Clone(b.ItemVectors[i*dim : (i+1)*dim])
+	}
+	seenIDs := func(b *Bundle) [][]string {
+		var out [][]string
+		for u := range b.UserIDs {
+			var ids []string
+			for _, it := range b.Seen(u) {
+				ids = append(ids, b.Items[it].ID)
+			}
+			slices.Sort(ids)
+			out = append(out, ids)
+		}
+		return out
+	}
+	wantSeen := seenIDs(b)
+	b.Index = []byte("a graph over the old rows")
+	order := []int32{8, 0, 7, 1, 6, 2, 5, 3, 4}
+	if err := b.ReorderItems(order); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := r.Publish(b) // which validates it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = r.Load(b.Manifest.Model, v); err != nil {
+		t.Fatal(err)
+	}
+	for i, it := range b.Items {
+		if it.ID != newBundle(6, 9, 3, true).Items[order[i]].ID {
+			t.Errorf("item %d is %s, want the old item %d", i, it.ID, order[i])
+		}
+		if !slices.Equal(b.ItemVectors[i*dim:(i+1)*dim], vec[it.ID]) {
+			t.Errorf("item %s lost its vector", it.ID)
+		}
+	}
+	if got := seenIDs(b); !slices.EqualFunc(got, wantSeen, slices.Equal) {
+		t.Errorf("users' seen items %v, want %v", got, wantSeen)
+	}
+	if b.Index != nil {
+		t.Error("the prebuilt index over the old rows was kept")
+	}
+	if rows := b.ItemRows(); rows[b.Items[0].ID] != 0 {
+		t.Errorf("ItemRows maps %s to %d, want 0", b.Items[0].ID, rows[b.Items[0].ID])
+	}
+	for name, bad := range map[string][]int32{"short": order[1:], "repeated": {0, 0, 7, 1, 6, 2, 5, 3, 4}, "out of range": {9, 0, 7, 1, 6, 2, 5, 3, 4}} {
+		if err := b.ReorderItems(bad); err == nil {
+			t.Errorf("%s order accepted", name)
+		}
+	}
+}

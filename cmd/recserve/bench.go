@@ -99,7 +99,7 @@ func benchStage(cfg benchConfig, dir string, log func(string, ...any)) (staged [
 		b := genBundle(benchModel, o)
 		gen := time.Since(t0)
 		if cfg.prebuild {
-			if b.Index, err = prebuildIndex(b); err != nil {
+			if err := prebuildIndex(b); err != nil {
 				return nil, err
 			}
 		}
@@ -115,11 +115,15 @@ func benchStage(cfg benchConfig, dir string, log func(string, ...any)) (staged [
 	return staged, nil
 }
 
+// stagingLayout is bumped whenever the code changes what a staged version
+// holds (2: items in the graph's locality order).
+const stagingLayout = 2
+
 // stagingName names the staging registry after everything that shapes the
 // synthetic versions, so only identical ones are reused.
 func (c benchConfig) stagingName() string {
 	g := c.gen
-	return fmt.Sprintf("staging-u%d-i%d-d%d-c%d-noise%g-cat%d-seen%d-seed%d-prebuild%t",
+	return fmt.Sprintf("staging%d-u%d-i%d-d%d-c%d-noise%g-cat%d-seen%d-seed%d-prebuild%t", stagingLayout,
 		g.Users, g.Items, g.Dim, g.Clusters, g.Noise, g.Categories, g.Seen, g.Seed, c.prebuild)
 }
 

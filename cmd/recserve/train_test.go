@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -105,5 +106,62 @@ func TestTuneCommand(t *testing.T) {
 	}
 	if b.Manifest.Params["factors"] != "16" || b.Manifest.Metrics["val_recall"] <= 0 {
 		t.Fatalf("published %v %v; want the better setting (16 factors) with its validation recall", b.Manifest.Params, b.Manifest.Metrics)
+	}
+}
+
+func TestPrebuildIndexReordersItems(t *testing.T) {
+	o := genOptions{Users: 50, Items: 3000, Dim: 16, Clusters: 30, Noise: 0.1, Categories: 4, Seen: 3, Seed: 2}
+	b, orig := genBundle("m", o), genBundle("m", o)
+	if err := prebuildIndex(b); err != nil {
+		t.Fatal(err)
+	}
+	moved := 0
+	origRow := orig.ItemRows()
+	for i, it := range b.Items {
+		r := origRow[it.ID]
+		if int(r) != i {
+			moved++
+		}
+		if !slices.Equal(b.ItemVectors[i*o.Dim:(i+1)*o.Dim], orig.ItemVectors[int(r)*o.Dim:int(r+1)*o.Dim]) || it.Category != orig.Items[r].Category || it.Available != orig.Items[r].Available {
+			t.Fatalf("item %s changed when it moved from row %d to %d", it.ID, r, i)
+		}
+	}
+	if moved < o.Items/2 {
+		t.Errorf("%d of %d items moved; the locality order should move most of this catalog (clusters interleaved)", moved, o.Items)
+	}
+	for u := range o.Users {
+		var got, want []string
+		for _, it := range b.Seen(u) {
+			got = append(got, b.Items[it].ID)
+		}
+		for _, it := range orig.Seen(u) {
+			want = append(want, orig.Items[it].ID)
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("user %d saw %v, want %v", u, got, want)
+		}
+	}
+	h, err := index.ReadHNSW(bytes.NewReader(b.Index), b.ItemVectors, o.Dim)
+	if err != nil {
+		t.Fatalf("the graph does not load over the reordered vectors: %v", err)
+	}
+	exact := index.NewExact(b.ItemVectors, o.Dim)
+	hits := 0
+	for u := range o.Users {
+		q := b.UserVectors[u*o.Dim : (u+1)*o.Dim]
+		want := map[int32]bool{}
+		for _, r := range exact.Search(q, 10, nil) {
+			want[r.ID] = true
+		}
+		for _, r := range h.Search(q, 10, nil) {
+			if want[r.ID] {
+				hits++
+			}
+		}
+	}
+	if recall := float64(hits) / float64(10*o.Users); recall < 0.95 {
+		t.Errorf("recall@10 of the prebuilt graph over the reordered items = %.3f, want >= 0.95", recall)
 	}
 }
