@@ -58,6 +58,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.startTimeout, "start-timeout", 2*time.Hour, "how long to wait for the server to load version 1 and serve")
 	fs.DurationVar(&cfg.poll, "poll", 2*time.Second, "the server's registry poll interval")
 	fs.BoolVar(&cfg.verbose, "v", false, "copy the server's log to stderr")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator (this process) to this file; -serve-flag=-cpuprofile=F profiles the server")
 	fs.Func("serve-flag", "extra flag for the child server, e.g. -serve-flag=-ef-search=32 (repeatable)", func(s string) error {
 		cfg.serveArgs = append(cfg.serveArgs, s)
 		return nil
@@ -65,7 +66,12 @@ func runBench(ctx context.Context, args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	_, err := benchServe(ctx, cfg, os.Stdout)
+	stop, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	_, err = benchServe(ctx, cfg, os.Stdout)
 	return err
 }
 

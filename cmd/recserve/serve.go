@@ -81,24 +81,35 @@ func runServe(ctx context.Context, args []string) error {
 	if *models != "" {
 		cfg.Models = strings.Split(*models, ",")
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
-	err := daemon.Run(ctx, cfg, nil)
+	defer stop()
+	err = daemon.Run(ctx, cfg, nil)
 	if *memProfile != "" {
 		if perr := writeHeapProfile(*memProfile); perr != nil && err == nil {
 			err = perr
 		}
 	}
 	return err
+}
+
+// startCPUProfile profiles this process's CPU into path until stop is called;
+// with an empty path it does nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func writeHeapProfile(path string) error {
