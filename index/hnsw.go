@@ -91,7 +91,6 @@ func NewHNSW(vectors []float32, dim int, opts Options) (*HNSW, error) {
 		m0:       2 * opts.M,
 		efSearch: opts.EfSearch,
 	}
-	h.pool.New = func() any { return newScratch(h.n) }
 	if n == 0 {
 		return h, nil
 	}
@@ -143,7 +142,6 @@ func (h *HNSW) WithEfSearch(ef int) *HNSW {
 	c := &HNSW{vecs: h.vecs, dim: h.dim, n: h.n, m: h.m, m0: h.m0, efSearch: ef,
 		levels: h.levels, links0: h.links0, upperOff: h.upperOff, upper: h.upper,
 		entry: h.entry, topLevel: h.topLevel}
-	c.pool.New = func() any { return newScratch(c.n) }
 	return c
 }
 

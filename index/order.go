@@ -66,7 +66,6 @@ func (h *HNSW) Renumber(order []int32, vectors []float32) (*HNSW, error) {
 		levels: make([]uint8, h.n), links0: make([]int32, len(h.links0)),
 		upperOff: make([]int32, h.n), upper: make([]int32, 0, len(h.upper)),
 		entry: newID[h.entry], topLevel: h.topLevel}
-	r.pool.New = func() any { return newScratch(r.n) }
 	relink := func(dst, src []int32) {
 		dst[0] = src[0]
 		for j, nb := range src[1 : 1+src[0]] {

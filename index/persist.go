@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/crc32"
 	"io"
 	"math"
@@ -93,10 +92,11 @@ func ReadHNSW(r io.Reader, vectors []float32, dim int) (*HNSW, error) {
 		return nil, err
 	}
 	crc := crc32.New(castagnoli)
-	in := &hashReader{r: bufio.NewReaderSize(r, 1<<16), h: crc}
-	if br, ok := r.(*bufio.Reader); ok {
-		in.r = br // do not read past the encoding
+	br, ok := r.(*bufio.Reader) // then do not read past the encoding
+	if !ok {
+		br = bufio.NewReaderSize(r, 1<<16)
 	}
+	in := io.TeeReader(br, crc)
 
 	hdr := make([]byte, headerSize)
 	if _, err := io.ReadFull(in, hdr); err != nil {
@@ -127,7 +127,6 @@ func ReadHNSW(r io.Reader, vectors []float32, dim int) (*HNSW, error) {
 
 	h := &HNSW{vecs: vectors, dim: dim, n: n, m: int(m), m0: 2 * int(m), efSearch: int(efSearch),
 		entry: int32(entry), topLevel: int(top)}
-	h.pool.New = func() any { return newScratch(h.n) }
 	if h.levels, err = readBytes(in, n); err != nil {
 		return nil, corrupt("levels: %v", err)
 	}
@@ -163,7 +162,7 @@ func ReadHNSW(r io.Reader, vectors []float32, dim int) (*HNSW, error) {
 	}
 	sum := crc.Sum32()
 	var tail [4]byte
-	if _, err := io.ReadFull(in.r, tail[:]); err != nil {
+	if _, err := io.ReadFull(br, tail[:]); err != nil { // not hashed
 		return nil, corrupt("checksum: %v", err)
 	}
 	if le.Uint32(tail[:]) != sum {
@@ -268,18 +267,6 @@ func readBytes(r io.Reader, count int) ([]byte, error) {
 		}
 	}
 	return out, nil
-}
-
-// hashReader feeds everything read from r into h.
-type hashReader struct {
-	r io.Reader
-	h hash.Hash32
-}
-
-func (hr *hashReader) Read(p []byte) (int, error) {
-	n, err := hr.r.Read(p)
-	hr.h.Write(p[:n])
-	return n, err
 }
 
 // countingWriter counts the bytes written to w.

@@ -35,7 +35,10 @@ func (h *HNSW) Search(q []float32, k int, f Filter) []Result {
 // searchGraph returns the best k of an ef-wide graph search, or nil if it
 // found fewer than k allowed items.
 func (h *HNSW) searchGraph(q []float32, k, ef int, f Filter) []Result {
-	s := h.pool.Get().(*scratch)
+	s, ok := h.pool.Get().(*scratch)
+	if !ok {
+		s = newScratch(h.n)
+	}
 	defer h.pool.Put(s)
 	s.reset()
 	cur, curDist := h.entry, -Dot(q, h.vec(h.entry))
@@ -124,7 +127,8 @@ func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef
 			s.near.push(candidate{dist: d, id: nb})
 			if level == 0 && locks == nil {
 				// nb may be expanded soon: fetch its links meanwhile.
-				prefetch(&h.links0[int(nb)*(h.m0+1)], h.m0+1)
+				b := h.block(nb, 0)
+				prefetch(&b[0], len(b))
 			}
 			if f == nil || f(nb) {
 				s.far.push(candidate{dist: d, id: nb})
