@@ -3,6 +3,8 @@ package index
 import (
 	"errors"
 	"fmt"
+
+	"github.com/recserve/recserve/internal/perm"
 )
 
 // LocalityOrder returns an order of the nodes in which graph neighbours sit
@@ -52,15 +54,9 @@ func (h *HNSW) Renumber(order []int32, vectors []float32) (*HNSW, error) {
 	if len(order) != h.n || len(vectors) != len(h.vecs) {
 		return nil, fmt.Errorf("index: renumber %d nodes of dim %d with an order of %d and %d values", h.n, h.dim, len(order), len(vectors))
 	}
-	newID := make([]int32, h.n)
-	for i := range newID {
-		newID[i] = -1
-	}
-	for i, old := range order {
-		if old < 0 || int(old) >= h.n || newID[old] >= 0 {
-			return nil, errors.New("index: renumber: the order is not a permutation of the nodes")
-		}
-		newID[old] = int32(i)
+	newID, ok := perm.Inverse(order)
+	if !ok {
+		return nil, errors.New("index: renumber: the order is not a permutation of the nodes")
 	}
 	r := &HNSW{vecs: vectors, dim: h.dim, n: h.n, m: h.m, m0: h.m0, efSearch: h.efSearch,
 		levels: make([]uint8, h.n), links0: make([]int32, len(h.links0)),

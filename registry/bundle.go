@@ -3,6 +3,7 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"github.com/recserve/recserve/internal/perm"
 	"maps"
 	"math"
 	"slices"
@@ -243,15 +244,9 @@ func (b *Bundle) ReorderItems(order []int32) error {
 	if len(order) != n || dim < 1 || len(b.ItemVectors) != n*dim {
 		return fmt.Errorf("registry: reorder %d items of dim %d (%d values) with an order of %d", n, dim, len(b.ItemVectors), len(order))
 	}
-	newRow := make([]int32, n)
-	for i := range newRow {
-		newRow[i] = -1
-	}
-	for i, old := range order {
-		if old < 0 || int(old) >= n || newRow[old] >= 0 {
-			return errors.New("registry: reorder: the order is not a permutation of the items")
-		}
-		newRow[old] = int32(i)
+	newRow, ok := perm.Inverse(order)
+	if !ok {
+		return errors.New("registry: reorder: the order is not a permutation of the items")
 	}
 	for _, it := range b.SeenItems {
 		if it < 0 || int(it) >= n {
