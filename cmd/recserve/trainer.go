@@ -128,18 +128,18 @@ func (j trainerJob) run(ctx context.Context, log *slog.Logger) error {
 
 	r := &retrainer{job: j, log: log, el: el, catalog: catalog, kick: make(chan struct{}, 1)}
 	trained := readTrainerState(j.LogDir, j.Model, log)
-	r.pending.Store(int64(max(0, el.Len()-trained)))
+	r.trained.Store(int64(trained))
 	tel, err := telemetry.New()
 	if err != nil {
 		return err
 	}
 	defer tel.Close()
-	if r.metrics, err = newTrainerMetrics(tel.Meter(), r.pending.Load); err != nil {
+	if r.metrics, err = newTrainerMetrics(tel.Meter(), r.untrained); err != nil {
 		return err
 	}
-	log.Info("trainer started", "events", el.Len(), "untrained", r.pending.Load(),
+	log.Info("trainer started", "events", el.Len(), "untrained", r.untrained(),
 		"brokers", j.Consumer.Brokers, "topic", j.Consumer.Topic, "group", j.Consumer.Group)
-	if r.pending.Load() >= int64(j.RetrainEvery) {
+	if r.untrained() >= int64(j.RetrainEvery) {
 		r.kick <- struct{}{}
 	}
 
@@ -169,9 +169,14 @@ type retrainer struct {
 	catalog []registry.Item
 	metrics *trainerMetrics
 
-	pending atomic.Int64  // events stored since the last published training began
-	kick    chan struct{} // pending reached RetrainEvery
+	trained atomic.Int64  // events stored before the last published training began
+	kick    chan struct{} // untrained events reached RetrainEvery
 }
+
+// untrained is how many stored events the last published version was not
+// trained on. It is derived from the log, so an append racing a training
+// cannot leave it counting events the training did include.
+func (r *retrainer) untrained() int64 { return max(0, int64(r.el.Len())-r.trained.Load()) }
 
 // store is the consumer's handler: it appends a batch to the log, durably,
 // and returns nil only then, so offsets are committed only for stored events.
@@ -196,7 +201,7 @@ func (r *retrainer) store(_ context.Context, evs []*recservev1.Event) error {
 	if r.job.afterStore != nil {
 		r.job.afterStore(len(evs), added)
 	}
-	if added > 0 && r.pending.Add(int64(added)) >= int64(r.job.RetrainEvery) {
+	if added > 0 && r.untrained() >= int64(r.job.RetrainEvery) {
 		select {
 		case r.kick <- struct{}{}:
 		default: // a kick is already waiting
@@ -224,7 +229,7 @@ func (r *retrainer) loop(ctx context.Context) {
 		case <-timer.C:
 			timer.Reset(interval)
 		}
-		n := r.pending.Load()
+		n := r.untrained()
 		if n == 0 || (kicked && (n < every || time.Now().Before(backoffUntil))) {
 			continue
 		}
@@ -232,7 +237,7 @@ func (r *retrainer) loop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			r.log.Error("retraining failed; will retry", "err", err, "untrained", r.pending.Load())
+			r.log.Error("retraining failed; will retry", "err", err, "untrained", r.untrained())
 			backoffUntil = time.Now().Add(min(interval, time.Minute))
 		}
 		timer.Reset(interval)
@@ -240,13 +245,13 @@ func (r *retrainer) loop(ctx context.Context) {
 }
 
 // retrain trains on everything stored and publishes a version. On failure the
-// events it took stay pending.
+// events stay untrained.
 func (r *retrainer) retrain(ctx context.Context) error {
-	took := r.pending.Swap(0)
 	stored := r.el.Len() // the dataset below holds at least these
 	d, err := r.el.Dataset()
 	if err == nil && d.NumInteractions() == 0 {
 		r.log.Info("nothing to train on yet: no interactions among the events", "events", stored)
+		r.trained.Store(int64(stored)) // no retraining until new events arrive
 		return nil
 	}
 	var version string
@@ -258,9 +263,9 @@ func (r *retrainer) retrain(ctx context.Context) error {
 		r.metrics.trained(r.job.Model, time.Since(start), version, metrics, err)
 	}
 	if err != nil {
-		r.pending.Add(took)
 		return err
 	}
+	r.trained.Store(int64(stored))
 	r.log.Info("published a version", "model", r.job.Model, "version", version, "events", stored,
 		"users", d.NumUsers(), "items", d.NumItems(), "interactions", d.NumInteractions())
 	if err := writeTrainerState(r.job.LogDir, trainerState{Model: r.job.Model, Version: version, Events: stored}); err != nil {

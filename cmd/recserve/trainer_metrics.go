@@ -27,7 +27,7 @@ type trainerMetrics struct {
 	results map[string]float64 // its manifest's metrics
 }
 
-func newTrainerMetrics(m metric.Meter, pending func() int64) (*trainerMetrics, error) {
+func newTrainerMetrics(m metric.Meter, countUntrained func() int64) (*trainerMetrics, error) {
 	var tm trainerMetrics
 	var errs [5]error
 	tm.duration, errs[0] = m.Float64Histogram("recserve_training_duration_seconds",
@@ -45,7 +45,7 @@ func newTrainerMetrics(m metric.Meter, pending func() int64) (*trainerMetrics, e
 		return nil, err
 	}
 	_, errs[4] = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(untrained, pending())
+		o.ObserveInt64(untrained, countUntrained())
 		tm.mu.Lock()
 		defer tm.mu.Unlock()
 		for name, v := range tm.results {

@@ -408,7 +408,7 @@ func TestTrainerRetrainPolicy(t *testing.T) {
 	}
 	defer tel.Close()
 	r := &retrainer{job: job, log: trainerLogger(t), el: el, kick: make(chan struct{}, 1)}
-	if r.metrics, err = newTrainerMetrics(tel.Meter(), r.pending.Load); err != nil {
+	if r.metrics, err = newTrainerMetrics(tel.Meter(), r.untrained); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
