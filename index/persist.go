@@ -5,9 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/recserve/recserve/internal/le"
 	"hash/crc32"
 	"io"
-	"math"
 	"slices"
 )
 
@@ -67,16 +67,15 @@ func (h *HNSW) WriteTo(w io.Writer) (int64, error) {
 
 	hdr := make([]byte, headerSize)
 	copy(hdr, graphMagic)
-	le := binary.LittleEndian
 	for i, v := range []uint32{graphVersion, uint32(h.dim), uint32(h.n), uint32(h.m), uint32(h.efSearch),
 		uint32(h.entry), uint32(h.topLevel), uint32(len(h.upper)), vectorsCRC(h.vecs)} {
-		le.PutUint32(hdr[8+4*i:], v)
+		binary.LittleEndian.PutUint32(hdr[8+4*i:], v)
 	}
 	out.Write(hdr)
 	out.Write(h.levels)
-	writeInt32s(out, h.links0)
-	writeInt32s(out, h.upper)
-	bw.Write(le.AppendUint32(nil, crc.Sum32()))
+	le.Write(out, h.links0) // errors are bw's, reported by Flush
+	le.Write(out, h.upper)
+	bw.Write(binary.LittleEndian.AppendUint32(nil, crc.Sum32()))
 	err := bw.Flush()
 	return cw.n, err
 }
@@ -105,8 +104,7 @@ func ReadHNSW(r io.Reader, vectors []float32, dim int) (*HNSW, error) {
 	if string(hdr[:8]) != graphMagic {
 		return nil, corrupt("bad magic %q", hdr[:8])
 	}
-	le := binary.LittleEndian
-	field := func(i int) uint32 { return le.Uint32(hdr[8+4*i:]) }
+	field := func(i int) uint32 { return binary.LittleEndian.Uint32(hdr[8+4*i:]) }
 	version, gDim, gN, m, efSearch := field(0), field(1), field(2), field(3), field(4)
 	entry, top, upperLen, vcrc := field(5), field(6), field(7), field(8)
 	switch {
@@ -165,7 +163,7 @@ func ReadHNSW(r io.Reader, vectors []float32, dim int) (*HNSW, error) {
 	if _, err := io.ReadFull(br, tail[:]); err != nil { // not hashed
 		return nil, corrupt("checksum: %v", err)
 	}
-	if le.Uint32(tail[:]) != sum {
+	if binary.LittleEndian.Uint32(tail[:]) != sum {
 		return nil, corrupt("checksum mismatch")
 	}
 	if err := h.checkLinks(); err != nil {
@@ -199,32 +197,9 @@ func corrupt(format string, args ...any) error {
 
 // vectorsCRC is the CRC-32C of vecs as little-endian float32 bits.
 func vectorsCRC(vecs []float32) uint32 {
-	var crc uint32
-	buf := make([]byte, 0, 1<<14)
-	for len(vecs) > 0 {
-		chunk := vecs[:min(len(vecs), cap(buf)/4)]
-		vecs = vecs[len(chunk):]
-		buf = buf[:0]
-		for _, v := range chunk {
-			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
-		}
-		crc = crc32.Update(crc, castagnoli, buf)
-	}
-	return crc
-}
-
-// writeInt32s writes s little-endian through a small buffer.
-func writeInt32s(w io.Writer, s []int32) {
-	buf := make([]byte, 0, 1<<14)
-	for len(s) > 0 {
-		chunk := s[:min(len(s), cap(buf)/4)]
-		s = s[len(chunk):]
-		buf = buf[:0]
-		for _, v := range chunk {
-			buf = binary.LittleEndian.AppendUint32(buf, uint32(v))
-		}
-		w.Write(buf)
-	}
+	crc := crc32.New(castagnoli)
+	le.Write(crc, vecs) // a hash's Write never fails
+	return crc.Sum32()
 }
 
 // readChunk is how many elements the readers below allocate at a time, so
@@ -240,16 +215,11 @@ func readInt32s(r io.Reader, count, prealloc int64) ([]int32, error) {
 	if count <= prealloc {
 		out = make([]int32, 0, count)
 	}
-	buf := make([]byte, 4*min(count, readChunk))
 	for int64(len(out)) < count {
 		c := int(min(count-int64(len(out)), readChunk))
-		if _, err := io.ReadFull(r, buf[:4*c]); err != nil {
-			return nil, err
-		}
 		out = slices.Grow(out, c)
-		chunk := out[len(out) : len(out)+c]
-		for i := range chunk {
-			chunk[i] = int32(binary.LittleEndian.Uint32(buf[4*i:]))
+		if err := le.ReadFull(r, out[len(out):len(out)+c]); err != nil {
+			return nil, err
 		}
 		out = out[:len(out)+c]
 	}

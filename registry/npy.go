@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/recserve/recserve/internal/le"
 	"io"
 	"math"
 	"strconv"
 	"strings"
-	"unsafe"
 )
 
 // NumPy dtypes used by the format: little-endian float32, int64 and int32.
@@ -23,7 +23,6 @@ const (
 	npyAlign     = 64      // header alignment NumPy uses when writing
 	maxNPYHeader = 1 << 16 // NumPy itself refuses headers over 10000 bytes by default
 	maxNPYDims   = 64
-	npyChunk     = 64 << 10 // bytes converted at a time
 )
 
 // WriteNPY writes data as a NumPy .npy file, format version 1.0, in C order.
@@ -67,27 +66,12 @@ func WriteNPY(w io.Writer, data any, shape ...int) error {
 	}
 	switch d := data.(type) {
 	case []float32:
-		return writeElems(w, d, 4, func(b []byte, x float32) { binary.LittleEndian.PutUint32(b, math.Float32bits(x)) })
+		return le.Write(w, d)
 	case []int64:
-		return writeElems(w, d, 8, func(b []byte, x int64) { binary.LittleEndian.PutUint64(b, uint64(x)) })
+		return le.Write(w, d)
 	default:
-		return writeElems(w, data.([]int32), 4, func(b []byte, x int32) { binary.LittleEndian.PutUint32(b, uint32(x)) })
+		return le.Write(w, data.([]int32))
 	}
-}
-
-func writeElems[T any](w io.Writer, data []T, size int, put func([]byte, T)) error {
-	buf := make([]byte, min(npyChunk, len(data)*size))
-	for len(data) > 0 {
-		k := min(len(data), len(buf)/size)
-		for i, x := range data[:k] {
-			put(buf[i*size:], x)
-		}
-		if _, err := w.Write(buf[:k*size]); err != nil {
-			return err
-		}
-		data = data[k:]
-	}
-	return nil
 }
 
 // ReadNPY reads a NumPy .npy array (format version 1.0, 2.0 or 3.0) of dtype
@@ -153,11 +137,11 @@ func ReadNPY(r io.Reader, limit int64) (dtype string, shape []int, data any, err
 	}
 	switch dtype {
 	case DTypeFloat32:
-		data, err = readElems(r, count, 4, func(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) })
+		data, err = readElems[float32](r, count)
 	case DTypeInt64:
-		data, err = readElems(r, count, 8, func(b []byte) int64 { return int64(binary.LittleEndian.Uint64(b)) })
+		data, err = readElems[int64](r, count)
 	default:
-		data, err = readElems(r, count, 4, func(b []byte) int32 { return int32(binary.LittleEndian.Uint32(b)) })
+		data, err = readElems[int32](r, count)
 	}
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("npy: reading %d values of %s: %w", count, dtype, noEOF(err))
@@ -165,38 +149,10 @@ func ReadNPY(r io.Reader, limit int64) (dtype string, shape []int, data any, err
 	return dtype, shape, data, nil
 }
 
-// hostLittleEndian is whether this machine stores numbers as .npy files do
-// here; then values are read straight into place instead of decoded one by one.
-var hostLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
-
-// readElems reads n little-endian values of size bytes each (size must be
-// the size of T), decoding each with get unless the host is little-endian.
-func readElems[T any](r io.Reader, n, size int, get func([]byte) T) ([]T, error) {
+func readElems[T le.Number](r io.Reader, n int) ([]T, error) {
 	out := make([]T, n)
-	if hostLittleEndian {
-		raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(out))), n*size)
-		// In chunks: a reader that hashes what it reads would otherwise hash
-		// hundreds of megabytes in one call, which the Go scheduler cannot
-		// preempt, stalling the goroutines queued behind it.
-		for len(raw) > 0 {
-			k := min(len(raw), npyChunk)
-			if _, err := io.ReadFull(r, raw[:k]); err != nil {
-				return nil, err
-			}
-			raw = raw[k:]
-		}
-		return out, nil
-	}
-	buf := make([]byte, min(npyChunk, n*size))
-	for i := 0; i < n; {
-		k := min(n-i, len(buf)/size)
-		if _, err := io.ReadFull(r, buf[:k*size]); err != nil {
-			return nil, err
-		}
-		for j := range k {
-			out[i+j] = get(buf[j*size:])
-		}
-		i += k
+	if err := le.ReadFull(r, out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
