@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/recserve/recserve/index"
+	"github.com/recserve/recserve/internal/background"
 	"github.com/recserve/recserve/registry"
 )
 
@@ -264,12 +265,18 @@ func (m *models) syncStateLocked(name string) bool {
 	return true
 }
 
-func (m *models) load(ctx context.Context, name, version string) (*snapshot, error) {
-	b, err := m.reg.Load(name, version)
-	if err != nil {
-		return nil, err
-	}
-	return newSnapshot(ctx, b, m.indexOpt)
+// load reads a version and builds its snapshot in the background (see package
+// background): the versions being served keep the processors they had.
+func (m *models) load(ctx context.Context, name, version string) (s *snapshot, err error) {
+	err = background.Run(func() error {
+		b, err := m.reg.Load(name, version)
+		if err != nil {
+			return err
+		}
+		s, err = newSnapshot(ctx, b, m.indexOpt)
+		return err
+	})
+	return s, err
 }
 
 // publishLocked rebuilds a model's routing view and swaps it in.
