@@ -49,9 +49,9 @@ func dotGo(a, b []float32) float32 {
 }
 
 // dots sets out[i] = Dot(q, row ids[i] of vecs) for every i, bit-identical
-// to Dot. The caller guarantees every ID is a row of vecs: the search
-// indexes its visited array with each ID first, which bounds-checks it, and
-// the build passes only IDs it linked itself.
+// to Dot. The caller guarantees every ID is a row of vecs: IDs come from
+// link lists, which the build fills with its own IDs and ReadHNSW checks
+// (checkLinks) before a graph is used.
 // With the assembly kernel and dim a multiple of 8, all rows are
 // prefetched before scoring, so their cache misses overlap.
 //

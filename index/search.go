@@ -60,17 +60,18 @@ func (h *HNSW) searchGraph(q []float32, k, ef int, f Filter) []Result {
 	return res
 }
 
-// greedy walks level from cur to the node closest to q, moving to any
-// closer neighbour until none is. It skips node self (the node being
-// inserted). With locks (build time) each list is copied under its lock.
+// greedy walks level from cur to the node closest to q, moving to the closest
+// neighbour while it is closer than the current node. It skips node self (the
+// node being inserted). With locks (build time) each list is copied under its
+// lock. A list's neighbours are scored in one batch (see dots).
 func (h *HNSW) greedy(q []float32, cur int32, curDist float32, level int, self int32, locks []sync.Mutex, s *scratch) (int32, float32) {
 	for changed := true; changed; {
 		changed = false
-		for _, nb := range h.links(cur, level, locks, s) {
-			if nb == self {
-				continue
-			}
-			if d := -Dot(q, h.vec(nb)); d < curDist {
+		nbs := h.links(cur, level, locks, s)
+		s.dists = slices.Grow(s.dists[:0], len(nbs))[:len(nbs)]
+		dots(q, h.vecs, h.dim, nbs, s.dists)
+		for i, nb := range nbs {
+			if d := -s.dists[i]; d < curDist && nb != self {
 				cur, curDist, changed = nb, d, true
 			}
 		}
