@@ -20,6 +20,13 @@ func dotAVX2(a, b *float32, n int) float32
 //go:noescape
 func dotsAVX2(q, base *float32, dim int, ids *int32, n int, out *float32)
 
+// dotsI8AVX2 sets out[i] to the int32 dot product of the n int16s at q with
+// the n int8s at base + ids[i]*stride, for i < count, prefetching all rows
+// first. n must be a multiple of 16 and every row in bounds.
+//
+//go:noescape
+func dotsI8AVX2(q *int16, base *int8, n, stride int, ids *int32, count int, out *int32)
+
 // prefetch asks for the cache lines holding the n int32s at p, n > 0.
 //
 //go:noescape

@@ -154,3 +154,82 @@ line:
 	CMPQ AX, CX
 	JLT line
 	RET
+
+// func dotsI8AVX2(q *int16, base *int8, n, stride int, ids *int32, count int, out *int32)
+//
+// out[i] = the int32 dot product of the n int16s at q with the n int8s at
+// base + ids[i]*stride, for i < count; n is a multiple of 16. All rows are
+// prefetched first, so their cache misses overlap.
+TEXT ·dotsI8AVX2(SB), NOSPLIT, $0-56
+	MOVQ q+0(FP), SI
+	MOVQ base+8(FP), R8
+	MOVQ n+16(FP), R9
+	MOVQ stride+24(FP), R13
+	MOVQ ids+32(FP), R10
+	MOVQ count+40(FP), R11
+	MOVQ out+48(FP), R12
+	TESTQ R11, R11
+	JEQ i8done
+
+	XORQ BX, BX
+i8prefetchRow:
+	MOVLQSX (R10)(BX*4), AX
+	IMULQ R13, AX
+	ADDQ R8, AX
+	MOVQ R9, DX
+i8prefetchLine:
+	PREFETCHT0 (AX)
+	ADDQ $64, AX
+	SUBQ $64, DX
+	JGT i8prefetchLine
+	INCQ BX
+	CMPQ BX, R11
+	JLT i8prefetchRow
+
+	XORQ BX, BX
+i8row:
+	MOVLQSX (R10)(BX*4), DI
+	IMULQ R13, DI
+	ADDQ R8, DI
+	MOVQ SI, AX
+	MOVQ R9, CX
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+i8many32:
+	CMPQ CX, $32
+	JLT i8many16
+	VPMOVSXBW 0(DI), Y4
+	VPMOVSXBW 16(DI), Y5
+	VPMADDWD 0(AX), Y4, Y4
+	VPMADDWD 32(AX), Y5, Y5
+	VPADDD Y4, Y0, Y0
+	VPADDD Y5, Y1, Y1
+	ADDQ $32, DI
+	ADDQ $64, AX
+	SUBQ $32, CX
+	JMP i8many32
+i8many16:
+	CMPQ CX, $16
+	JLT i8sum
+	VPMOVSXBW 0(DI), Y4
+	VPMADDWD 0(AX), Y4, Y4
+	VPADDD Y4, Y0, Y0
+	ADDQ $16, DI
+	ADDQ $32, AX
+	SUBQ $16, CX
+	JMP i8many16
+i8sum:
+	VPADDD Y1, Y0, Y0
+	VEXTRACTI128 $1, Y0, X1
+	VPADDD X1, X0, X0
+	VPSHUFD $0x4E, X0, X1
+	VPADDD X1, X0, X0
+	VPSHUFD $0xB1, X0, X1
+	VPADDD X1, X0, X0
+	VMOVD X0, (R12)(BX*4)
+	INCQ BX
+	CMPQ BX, R11
+	JLT i8row
+i8done:
+	VZEROUPPER
+	RET

@@ -10,5 +10,9 @@ func dotsAVX2(q, base *float32, dim int, ids *int32, n int, out *float32) {
 	panic("index: no assembly kernel")
 }
 
+func dotsI8AVX2(q *int16, base *int8, n, stride int, ids *int32, count int, out *int32) {
+	panic("index: no assembly kernel")
+}
+
 // prefetch is a hint only: without assembly it does nothing.
 func prefetch(p *int32, n int) {}

@@ -17,8 +17,9 @@ const maxLevel = 64
 //
 // Layer 0 keeps up to 2*M links per node in one flat array; the few nodes
 // on upper layers keep M links per layer in a second flat array. Each link
-// list is a count followed by the IDs. The graph is immutable after
-// NewHNSW returns.
+// list is a count followed by the IDs. Searches walk the graph with 8-bit
+// codes of the vectors (see codes). The graph is immutable after NewHNSW
+// returns.
 type HNSW struct {
 	vecs     []float32 // retained, row-major
 	dim      int
@@ -34,6 +35,8 @@ type HNSW struct {
 	entry    int32 // entry point: a node on the top layer
 	topLevel int
 
+	codes codes // 8-bit vectors for the search walk
+
 	pool sync.Pool // *scratch
 }
 
@@ -44,7 +47,10 @@ type scratch struct {
 	near    nearHeap
 	far     farHeap
 	ids     []int32   // unvisited neighbours of the expanded node
-	dists   []float32 // their inner products with the query
+	dists   []float32 // their distances from the query
+	q16     []int16   // the query scaled for the codes
+	qf      float32   // turns a code dot product into an inner product
+	sums    []int32   // code dot products
 
 	// build only
 	links      []int32
@@ -98,6 +104,7 @@ func NewHNSW(vectors []float32, dim int, opts Options) (*HNSW, error) {
 		return nil, err
 	}
 	h.build(opts)
+	h.codes = quantize(vectors, dim)
 	return h, nil
 }
 
@@ -141,7 +148,7 @@ func (h *HNSW) WithEfSearch(ef int) *HNSW {
 	}
 	c := &HNSW{vecs: h.vecs, dim: h.dim, n: h.n, m: h.m, m0: h.m0, efSearch: ef,
 		levels: h.levels, links0: h.links0, upperOff: h.upperOff, upper: h.upper,
-		entry: h.entry, topLevel: h.topLevel}
+		entry: h.entry, topLevel: h.topLevel, codes: h.codes}
 	return c
 }
 

@@ -80,5 +80,6 @@ func (h *HNSW) Renumber(order []int32, vectors []float32) (*HNSW, error) {
 			}
 		}
 	}
+	r.codes = quantize(vectors, h.dim)
 	return r, nil
 }

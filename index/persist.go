@@ -169,6 +169,7 @@ func ReadHNSW(r io.Reader, vectors []float32, dim int) (*HNSW, error) {
 	if err := h.checkLinks(); err != nil {
 		return nil, err
 	}
+	h.codes = quantize(vectors, dim)
 	return h, nil
 }
 

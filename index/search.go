@@ -33,7 +33,8 @@ func (h *HNSW) Search(q []float32, k int, f Filter) []Result {
 }
 
 // searchGraph returns the best k of an ef-wide graph search, or nil if it
-// found fewer than k allowed items.
+// found fewer than k allowed items. The walk scores rows from the codes; its
+// ef best are scored again from the vectors, so results and scores are exact.
 func (h *HNSW) searchGraph(q []float32, k, ef int, f Filter) []Result {
 	s, ok := h.pool.Get().(*scratch)
 	if !ok {
@@ -41,7 +42,10 @@ func (h *HNSW) searchGraph(q []float32, k, ef int, f Filter) []Result {
 	}
 	defer h.pool.Put(s)
 	s.reset()
-	cur, curDist := h.entry, -Dot(q, h.vec(h.entry))
+	s.q16 = slices.Grow(s.q16[:0], h.codes.width)[:h.codes.width]
+	s.qf = h.codes.query(q, s.q16)
+	cur := h.entry
+	curDist := h.distances(s, q, []int32{cur}, false)[0]
 	for l := h.topLevel; l > 0; l-- {
 		cur, curDist = h.greedy(q, cur, curDist, l, -1, nil, s)
 	}
@@ -49,8 +53,20 @@ func (h *HNSW) searchGraph(q []float32, k, ef int, f Filter) []Result {
 	if len(s.far) < k {
 		return nil
 	}
-	for len(s.far) > k {
-		s.far.pop()
+	s.ids = s.ids[:0]
+	for _, c := range s.far {
+		s.ids = append(s.ids, c.id)
+	}
+	exact := h.distances(s, q, s.ids, true)
+	s.far = s.far[:0]
+	for i, id := range s.ids {
+		c := candidate{dist: exact[i], id: id}
+		if len(s.far) < k {
+			s.far.push(c)
+		} else if closer(c, s.far[0]) {
+			s.far.pop()
+			s.far.push(c)
+		}
 	}
 	res := make([]Result, k)
 	for i := k - 1; i >= 0; i-- {
@@ -60,18 +76,34 @@ func (h *HNSW) searchGraph(q []float32, k, ef int, f Filter) []Result {
 	return res
 }
 
+// distances sets s.dists to the distances (negative inner products) from q
+// to ids and returns it: exact, from the vectors, when building the graph
+// or re-scoring; approximate, from the codes and the query the search
+// prepared in s, when walking it.
+func (h *HNSW) distances(s *scratch, q []float32, ids []int32, exact bool) []float32 {
+	s.dists = slices.Grow(s.dists[:0], len(ids))[:len(ids)]
+	if exact {
+		dots(q, h.vecs, h.dim, ids, s.dists)
+		for i, d := range s.dists {
+			s.dists[i] = -d
+		}
+		return s.dists
+	}
+	s.sums = slices.Grow(s.sums[:0], len(ids))[:len(ids)]
+	h.codes.dists(s.q16, s.qf, ids, s.sums, s.dists)
+	return s.dists
+}
+
 // greedy walks level from cur to the node closest to q, moving to the closest
 // neighbour while it is closer than the current node. It skips node self (the
 // node being inserted). With locks (build time) each list is copied under its
-// lock. A list's neighbours are scored in one batch (see dots).
+// lock and scored exactly; a search scores from the codes (see distances).
 func (h *HNSW) greedy(q []float32, cur int32, curDist float32, level int, self int32, locks []sync.Mutex, s *scratch) (int32, float32) {
 	for changed := true; changed; {
 		changed = false
 		nbs := h.links(cur, level, locks, s)
-		s.dists = slices.Grow(s.dists[:0], len(nbs))[:len(nbs)]
-		dots(q, h.vecs, h.dim, nbs, s.dists)
-		for i, nb := range nbs {
-			if d := -s.dists[i]; d < curDist && nb != self {
+		for i, d := range h.distances(s, q, nbs, locks != nil) {
+			if nb := nbs[i]; d < curDist && nb != self {
 				cur, curDist, changed = nb, d, true
 			}
 		}
@@ -93,7 +125,8 @@ func (h *HNSW) links(id int32, level int, locks []sync.Mutex, s *scratch) []int3
 }
 
 // searchLayer is the ef-wide best-first search of one layer from ep
-// (Algorithm 2 of the paper, as in hnswlib's searchBaseLayer). It leaves up
+// (Algorithm 2 of the paper, as in hnswlib's searchBaseLayer), exact with
+// locks (build time), from the codes without (see distances). It leaves up
 // to ef results in s.far. Only nodes allowed by f enter s.far, but every
 // node is expanded; with a filter the search keeps going until s.far holds
 // ef allowed nodes or the reachable graph is exhausted. The caller resets s.
@@ -118,10 +151,9 @@ func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef
 				s.ids = append(s.ids, nb)
 			}
 		}
-		s.dists = slices.Grow(s.dists[:0], len(s.ids))[:len(s.ids)]
-		dots(q, h.vecs, h.dim, s.ids, s.dists)
+		dists := h.distances(s, q, s.ids, locks != nil)
 		for i, nb := range s.ids {
-			d := -s.dists[i]
+			d := dists[i]
 			if len(s.far) >= ef && d >= bound {
 				continue
 			}
