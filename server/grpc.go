@@ -24,8 +24,11 @@ func NewGRPCServer(s *Server, extra ...grpc.ServerOption) *grpc.Server {
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		// Long-lived workers run the handlers: a new goroutine per RPC would grow
 		// its stack to the depth of a search every time (copystack was 5% of the
-		// server's CPU under load).
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		// server's CPU under load). gRPC starts such a goroutine for every RPC
+		// that finds all workers busy, so there are enough for the RPCs in
+		// flight, not just one per processor (1M items, 8 clients: 15% less CPU
+		// per request than with one per processor).
+		grpc.NumStreamWorkers(uint32(64 * runtime.GOMAXPROCS(0))),
 		grpc.ChainUnaryInterceptor(s.measureUnary, s.recoverUnary),
 	}, extra...)
 	g := grpc.NewServer(opts...)

@@ -124,12 +124,14 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 		return fmt.Errorf("grpc listen: %w", err)
 	}
 	tp := cfg.TracerProvider
+	prop := propagation.TraceContext{}
+	tracing := grpc.ChainUnaryInterceptor(traceContextUnary)
 	if tp == nil {
 		tp = tracenoop.NewTracerProvider()
+	} else {
+		tracing = grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(prop)))
 	}
-	prop := propagation.TraceContext{}
-	g := server.NewGRPCServer(srv, append(sec.grpcOpts,
-		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(prop))))...)
+	g := server.NewGRPCServer(srv, append([]grpc.ServerOption{tracing}, sec.grpcOpts...)...)
 
 	var httpSrv *http.Server
 	var httpLis net.Listener
