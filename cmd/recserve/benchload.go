@@ -107,7 +107,9 @@ func (g *loadGen) snapshot() []sample {
 // worker sends requests until ctx is done: back to back, or one per due time
 // received from due (open loop) until it is closed.
 func (g *loadGen) worker(ctx context.Context, start time.Time, w int, due <-chan int64) {
-	client := recservev1.NewRecommendServiceClient(g.conns[w%len(g.conns)])
+	conn := g.conns[w%len(g.conns)]
+	codec := grpc.ForceCodecV2(benchCodec{})
+	var reply benchReply
 	rng := rand.New(rand.NewPCG(uint64(w), 7))
 	n := g.n
 	log := &g.logs[w]
@@ -122,13 +124,13 @@ func (g *loadGen) worker(ctx context.Context, start time.Time, w int, due <-chan
 			}
 		}
 		rctx, cancel := context.WithTimeout(context.Background(), g.timeout)
-		resp, err := client.Recommend(rctx, req)
+		err := conn.Invoke(rctx, recservev1.RecommendService_Recommend_FullMethodName, req, &reply, codec)
 		cancel()
 		t1 := time.Now()
 		s := sample{at: at, took: t1.Sub(start).Nanoseconds() - at, code: status.Code(err)}
 		if err == nil {
-			s.version = resp.GetModelVersion()
-			s.short = len(resp.GetItems()) < int(n)
+			s.version = reply.version
+			s.short = reply.items < int(n)
 			if g.newVersion != "" && s.version == g.newVersion {
 				g.firstNew.CompareAndSwap(0, t1.Sub(start).Nanoseconds())
 			}
