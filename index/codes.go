@@ -104,6 +104,7 @@ func (c *codes) dists(q16 []int16, f float32, ids []int32, tmp []int32, out []fl
 //go:norace
 func dotsI8(q []int16, data []int8, stride int, ids []int32, out []int32) {
 	if haveAVX2 {
+		prefetchRows(unsafe.Pointer(&data[0]), stride, len(q), &ids[0], len(ids))
 		dotsI8AVX2(&q[0], &data[0], len(q), stride, &ids[0], len(ids), &out[0])
 		return
 	}

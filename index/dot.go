@@ -1,5 +1,7 @@
 package index
 
+import "unsafe"
+
 // Dot returns the inner product of a and b over len(a) elements; b must be
 // at least as long as a. It is the single scoring kernel of every backend,
 // so equal inputs give bit-identical scores across backends. On amd64 with
@@ -59,6 +61,7 @@ func dotGo(a, b []float32) float32 {
 func dots(q, vecs []float32, dim int, ids []int32, out []float32) {
 	out = out[:len(ids)]
 	if haveAVX2 && dim%8 == 0 && len(ids) > 0 && len(q) == dim {
+		prefetchRows(unsafe.Pointer(&vecs[0]), 4*dim, 4*dim, &ids[0], len(ids))
 		dotsAVX2(&q[0], &vecs[0], dim, &ids[0], len(ids), &out[0])
 		return
 	}

@@ -57,7 +57,6 @@ onesum:
 // func dotsAVX2(q, base *float32, dim int, ids *int32, n int, out *float32)
 //
 // out[i] = dot(q, row ids[i] of base) for i < n; rows are dim floats.
-// All rows are prefetched first, so their cache misses overlap.
 TEXT ·dotsAVX2(SB), NOSPLIT, $0-48
 	MOVQ q+0(FP), SI
 	MOVQ base+8(FP), R8
@@ -69,23 +68,6 @@ TEXT ·dotsAVX2(SB), NOSPLIT, $0-48
 	SHLQ $2, R13 // row bytes
 	TESTQ R11, R11
 	JEQ done
-
-	// Prefetch every cache line of every row.
-	XORQ BX, BX
-prefetchRow:
-	MOVLQSX (R10)(BX*4), AX
-	IMULQ R13, AX
-	ADDQ R8, AX
-	MOVQ R13, DX
-prefetchLine:
-	PREFETCHT0 (AX)
-	ADDQ $64, AX
-	SUBQ $64, DX
-	JGT prefetchLine
-	INCQ BX
-	CMPQ BX, R11
-	JLT prefetchRow
-
 	XORQ BX, BX
 row:
 	MOVLQSX (R10)(BX*4), DI
@@ -158,8 +140,7 @@ line:
 // func dotsI8AVX2(q *int16, base *int8, n, stride int, ids *int32, count int, out *int32)
 //
 // out[i] = the int32 dot product of the n int16s at q with the n int8s at
-// base + ids[i]*stride, for i < count; n is a multiple of 16. All rows are
-// prefetched first, so their cache misses overlap.
+// base + ids[i]*stride, for i < count; n is a multiple of 16.
 TEXT ·dotsI8AVX2(SB), NOSPLIT, $0-56
 	MOVQ q+0(FP), SI
 	MOVQ base+8(FP), R8
@@ -170,22 +151,6 @@ TEXT ·dotsI8AVX2(SB), NOSPLIT, $0-56
 	MOVQ out+48(FP), R12
 	TESTQ R11, R11
 	JEQ i8done
-
-	XORQ BX, BX
-i8prefetchRow:
-	MOVLQSX (R10)(BX*4), AX
-	IMULQ R13, AX
-	ADDQ R8, AX
-	MOVQ R9, DX
-i8prefetchLine:
-	PREFETCHT0 (AX)
-	ADDQ $64, AX
-	SUBQ $64, DX
-	JGT i8prefetchLine
-	INCQ BX
-	CMPQ BX, R11
-	JLT i8prefetchRow
-
 	XORQ BX, BX
 i8row:
 	MOVLQSX (R10)(BX*4), DI
@@ -232,4 +197,33 @@ i8sum:
 	JLT i8row
 i8done:
 	VZEROUPPER
+	RET
+
+// func prefetchRows(base unsafe.Pointer, stride, size int, ids *int32, n int)
+//
+// Prefetches the size bytes at base + ids[i]*stride for i < n, every row
+// before any is used, so that their cache misses overlap.
+TEXT ·prefetchRows(SB), NOSPLIT, $0-40
+	MOVQ base+0(FP), R8
+	MOVQ stride+8(FP), R13
+	MOVQ size+16(FP), R9
+	MOVQ ids+24(FP), R10
+	MOVQ n+32(FP), R11
+	TESTQ R11, R11
+	JEQ rowsDone
+	XORQ BX, BX
+rowsRow:
+	MOVLQSX (R10)(BX*4), AX
+	IMULQ R13, AX
+	ADDQ R8, AX
+	MOVQ R9, DX
+rowsLine:
+	PREFETCHT0 (AX)
+	ADDQ $64, AX
+	SUBQ $64, DX
+	JGT rowsLine
+	INCQ BX
+	CMPQ BX, R11
+	JLT rowsRow
+rowsDone:
 	RET
