@@ -9,8 +9,8 @@
 //     Yashunin) using negative inner product as the distance, so it works on
 //     raw, non-normalized embeddings such as those produced by ALS. A search
 //     walks the graph with an 8-bit copy of the vectors (a quarter of their
-//     memory more) and scores its best candidates again from the vectors, so
-//     results and scores are exact.
+//     memory more at 64 dimensions) and scores its best candidates again from
+//     the vectors, so results and scores are exact.
 //   - [Coder] wraps github.com/coder/hnsw v0.6.1 for comparison.
 //
 // All backends apply a [Filter] during retrieval rather than afterwards, so
