@@ -5,10 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/recserve/recserve/internal/le"
 	"hash/crc32"
 	"io"
 	"slices"
+
+	"github.com/recserve/recserve/internal/le"
 )
 
 // Saving and loading a built HNSW graph.

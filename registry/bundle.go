@@ -3,13 +3,14 @@ package registry
 import (
 	"errors"
 	"fmt"
-	"github.com/recserve/recserve/internal/perm"
 	"maps"
 	"math"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/recserve/recserve/internal/perm"
 )
 
 // File records the size and SHA-256 checksum of one data file of a version.

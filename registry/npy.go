@@ -4,11 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/recserve/recserve/internal/le"
 	"io"
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/recserve/recserve/internal/le"
 )
 
 // NumPy dtypes used by the format: little-endian float32, int64 and int32.
