@@ -22,6 +22,7 @@ type benchConfig struct {
 	concurrency  int
 	rate         float64 // open loop: requests per second (0: closed loop)
 	conns        int
+	procs        int // GOMAXPROCS of the load generator while it drives the load (0: unchanged)
 	n            int
 	timeout      time.Duration
 	swap         bool
@@ -50,6 +51,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.concurrency, "concurrency", 64, "concurrent requests (closed loop), or most requests in flight (with -rate)")
 	fs.Float64Var(&cfg.rate, "rate", 0, "open loop: send this many requests per second, latency counted from when each was due (0: closed loop)")
 	fs.IntVar(&cfg.conns, "conns", 4, "gRPC connections the requests share")
+	fs.IntVar(&cfg.procs, "procs", 1, "processors (GOMAXPROCS) of the load generator while it drives the load; the server child keeps all of them (0: all)")
 	fs.IntVar(&cfg.n, "n", 20, "items per Recommend")
 	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Second, "deadline of each request")
 	fs.BoolVar(&cfg.swap, "swap", false, "publish a second version of the same size under load and measure the swap")
