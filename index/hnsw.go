@@ -42,8 +42,7 @@ type HNSW struct {
 
 // scratch is per-search working memory, reused through HNSW.pool.
 type scratch struct {
-	visited []uint16 // visited[id] == gen marks id visited in this search
-	gen     uint16
+	visited visitSet // nodes this search has reached
 	near    nearHeap
 	far     farHeap
 	ids     []int32   // unvisited neighbours of the expanded node
@@ -60,18 +59,9 @@ type scratch struct {
 	prunePick  []candidate // link: the pruned list
 }
 
-func newScratch(n int) *scratch {
-	return &scratch{visited: make([]uint16, n)}
-}
-
-// reset starts a new search: it bumps the generation instead of clearing
-// visited, which it clears only when the counter wraps.
+// reset starts a new search.
 func (s *scratch) reset() {
-	s.gen++
-	if s.gen == 0 {
-		clear(s.visited)
-		s.gen = 1
-	}
+	s.visited.reset()
 	s.near = s.near[:0]
 	s.far = s.far[:0]
 }
@@ -205,7 +195,7 @@ func (h *HNSW) build(opts Options) {
 	var wg sync.WaitGroup
 	for range max(1, min(opts.Workers, h.n-1)) {
 		wg.Go(func() {
-			s := newScratch(h.n)
+			s := new(scratch)
 			for {
 				id := next.Add(1) - 1
 				if id >= int64(h.n) {
@@ -237,7 +227,7 @@ func (b *builder) insert(s *scratch, x int32) {
 	}
 	for l := min(level, top); l >= 0; l-- {
 		s.reset()
-		s.visited[x] = s.gen // never link x to itself
+		s.visited.add(x) // never link x to itself
 		h.searchLayer(s, q, cur, curDist, b.efC, l, nil, b.locks)
 		// Drain the far heap into ascending order.
 		s.sorted = slices.Grow(s.sorted[:0], len(s.far))[:len(s.far)]

@@ -38,7 +38,7 @@ func (h *HNSW) Search(q []float32, k int, f Filter) []Result {
 func (h *HNSW) searchGraph(q []float32, k, ef int, f Filter) []Result {
 	s, ok := h.pool.Get().(*scratch)
 	if !ok {
-		s = newScratch(h.n)
+		s = new(scratch)
 	}
 	defer h.pool.Put(s)
 	s.reset()
@@ -131,7 +131,7 @@ func (h *HNSW) links(id int32, level int, locks []sync.Mutex, s *scratch) []int3
 // node is expanded; with a filter the search keeps going until s.far holds
 // ef allowed nodes or the reachable graph is exhausted. The caller resets s.
 func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef, level int, f Filter, locks []sync.Mutex) {
-	s.visited[ep] = s.gen
+	s.visited.add(ep)
 	s.near.push(candidate{dist: epDist, id: ep})
 	bound := float32(math.Inf(1))
 	if f == nil || f(ep) {
@@ -146,8 +146,7 @@ func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef
 		// Score the unvisited neighbours in one batch (see dots).
 		s.ids = s.ids[:0]
 		for _, nb := range h.links(c.id, level, locks, s) {
-			if s.visited[nb] != s.gen {
-				s.visited[nb] = s.gen
+			if s.visited.add(nb) {
 				s.ids = append(s.ids, nb)
 			}
 		}
