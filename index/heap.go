@@ -81,28 +81,33 @@ func (h *farHeap) pop() candidate {
 	top := s[0]
 	n := len(s) - 1
 	last := s[n]
-	s = s[:n]
-	*h = s
-	if n == 0 {
-		return top
+	*h = s[:n]
+	if n > 0 {
+		(*h).replaceTop(last)
 	}
+	return top
+}
+
+// replaceTop puts c in place of the farthest candidate: one sift where a
+// push and a pop would take two.
+func (h farHeap) replaceTop(c candidate) {
+	n := len(h)
 	i := 0
 	for {
-		c := 2*i + 1
-		if c >= n {
+		j := 2*i + 1
+		if j >= n {
 			break
 		}
-		if r := c + 1; r < n && closer(s[c], s[r]) {
-			c = r
+		if r := j + 1; r < n && closer(h[j], h[r]) {
+			j = r
 		}
-		if !closer(last, s[c]) {
+		if !closer(c, h[j]) {
 			break
 		}
-		s[i] = s[c]
-		i = c
+		h[i] = h[j]
+		i = j
 	}
-	s[i] = last
-	return top
+	h[i] = c
 }
 
 // worse orders results by score, ties by higher ID being worse.

@@ -54,10 +54,11 @@ func TestFarHeapBoundedTopK(t *testing.T) {
 	cs := randomCandidates(rng, 500)
 	const k = 25
 	var far farHeap
-	for _, c := range cs {
-		far.push(c)
-		if len(far) > k {
-			far.pop()
+	for _, c := range cs { // as the searches keep their best k
+		if len(far) < k {
+			far.push(c)
+		} else if closer(c, far[0]) {
+			far.replaceTop(c)
 		}
 	}
 	want := slices.Clone(cs)

@@ -64,8 +64,7 @@ func (h *HNSW) searchGraph(q []float32, k, ef int, f Filter) []Result {
 		if len(s.far) < k {
 			s.far.push(c)
 		} else if closer(c, s.far[0]) {
-			s.far.pop()
-			s.far.push(c)
+			s.far.replaceTop(c)
 		}
 	}
 	res := make([]Result, k)
@@ -163,9 +162,10 @@ func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef
 				prefetch(&b[0], len(b))
 			}
 			if f == nil || f(nb) {
-				s.far.push(candidate{dist: d, id: nb})
-				if len(s.far) > ef {
-					s.far.pop()
+				if c := (candidate{dist: d, id: nb}); len(s.far) < ef {
+					s.far.push(c)
+				} else { // d < bound: nb is closer than the farthest
+					s.far.replaceTop(c)
 				}
 				bound = s.far[0].dist
 			}

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"slices"
+
 	"github.com/recserve/recserve/index"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 )
@@ -11,14 +13,14 @@ type itemFilter struct {
 	includeCat         []bool // nil: every category
 	excludeCat         []bool // nil: none
 	excludeItems       map[int32]struct{}
-	seenUser           int32 // user whose training items are excluded, or -1
-	self               int32 // query item excluded from SimilarItems, or -1
+	seen               []int32 // training items of the user, excluded (sorted)
+	self               int32   // query item excluded from SimilarItems, or -1
 	includeUnavailable bool
 }
 
 // compileFilter builds the filter for a request. Unknown categories and item ids match nothing.
 func compileFilter(s *snapshot, f *recservev1.Filter) *itemFilter {
-	c := &itemFilter{s: s, seenUser: -1, self: -1, includeUnavailable: f.GetIncludeUnavailable()}
+	c := &itemFilter{s: s, self: -1, includeUnavailable: f.GetIncludeUnavailable()}
 	if cats := f.GetIncludeCategories(); len(cats) > 0 {
 		c.includeCat = s.categoryMask(cats)
 	}
@@ -75,11 +77,15 @@ func (f *itemFilter) allow(id int32) bool {
 			return false
 		}
 	}
-	if _, ok := f.excludeItems[id]; ok {
-		return false
+	if f.excludeItems != nil {
+		if _, ok := f.excludeItems[id]; ok {
+			return false
+		}
 	}
-	if f.seenUser >= 0 && f.s.seen(f.seenUser, id) {
-		return false
+	if len(f.seen) > 0 {
+		if _, ok := slices.BinarySearch(f.seen, id); ok {
+			return false
+		}
 	}
 	return true
 }

@@ -132,12 +132,6 @@ func (s *snapshot) itemVector(i int32) []float32 {
 	return s.bundle.ItemVectors[int(i)*s.dim : int(i+1)*s.dim]
 }
 
-// seen reports whether user row u interacted with item row it in the training data.
-func (s *snapshot) seen(u, it int32) bool {
-	_, ok := slices.BinarySearch(s.bundle.Seen(int(u)), it)
-	return ok
-}
-
 // buildIndex returns the retrieval index over b's item vectors, and where it
 // came from: the graph prebuilt with the version when there is one and opts
 // ask for HNSW (loading takes a fraction of the time building does), else a
