@@ -227,6 +227,7 @@ func (b *builder) insert(s *scratch, x int32) {
 	}
 	for l := min(level, top); l >= 0; l-- {
 		s.reset()
+		s.visited.reserve(1)
 		s.visited.add(x) // never link x to itself
 		h.searchLayer(s, q, cur, curDist, b.efC, l, nil, b.locks)
 		// Drain the far heap into ascending order.

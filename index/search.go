@@ -130,6 +130,7 @@ func (h *HNSW) links(id int32, level int, locks []sync.Mutex, s *scratch) []int3
 // node is expanded; with a filter the search keeps going until s.far holds
 // ef allowed nodes or the reachable graph is exhausted. The caller resets s.
 func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef, level int, f Filter, locks []sync.Mutex) {
+	s.visited.reserve(1)
 	s.visited.add(ep)
 	s.near.push(candidate{dist: epDist, id: ep})
 	bound := float32(math.Inf(1))
@@ -144,7 +145,9 @@ func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef
 		}
 		// Score the unvisited neighbours in one batch (see dots).
 		s.ids = s.ids[:0]
-		for _, nb := range h.links(c.id, level, locks, s) {
+		links := h.links(c.id, level, locks, s)
+		s.visited.reserve(len(links))
+		for _, nb := range links {
 			if s.visited.add(nb) {
 				s.ids = append(s.ids, nb)
 			}

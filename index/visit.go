@@ -25,11 +25,16 @@ func (v *visitSet) reset() {
 	v.n = 0
 }
 
-// add inserts id and reports whether it was not in the set yet.
-func (v *visitSet) add(id int32) bool {
-	if 2*(v.n+1) > len(v.slots) {
+// reserve makes room for m more ids without growing the table.
+func (v *visitSet) reserve(m int) {
+	for 2*(v.n+m) > len(v.slots) {
 		v.resize(2 * len(v.slots))
 	}
+}
+
+// add inserts id and reports whether it was not in the set yet. The caller
+// has reserved room for it.
+func (v *visitSet) add(id int32) bool {
 	mask := len(v.slots) - 1
 	for i := int(uint32(id) * 0x9E3779B1 >> v.shift); ; i = (i + 1) & mask {
 		switch v.slots[i] {
@@ -50,7 +55,7 @@ func (v *visitSet) resize(size int) {
 	for s := size; s > 1; s >>= 1 {
 		v.shift--
 	}
-	for _, x := range old {
+	for _, x := range old { // at most half of old's size: a quarter of the new one
 		if x != 0 {
 			v.add(x - 1)
 		}

@@ -17,6 +17,7 @@ func TestVisitSet(t *testing.T) {
 			if round == 3 {
 				id = rng.Int32() // the whole int32 range, 0 and big ids included
 			}
+			v.reserve(1)
 			if got := v.add(id); got != !want[id] {
 				t.Fatalf("round %d: add(%d) = %v, want %v", round, id, got, !want[id])
 			}
@@ -27,6 +28,7 @@ func TestVisitSet(t *testing.T) {
 		}
 	}
 	v.reset()
+	v.reserve(3)
 	if !v.add(0) || v.add(0) || !v.add(1<<31-1) {
 		t.Error("after reset, 0 and the largest id are new once")
 	}
