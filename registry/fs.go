@@ -29,15 +29,15 @@ func Open(root string) (*FS, error) {
 // Root returns the registry's root directory.
 func (r *FS) Root() string { return r.root }
 
-// Models returns the sorted names of the models that have at least one
-// complete version.
-func (r *FS) Models() ([]string, error) {
+// Models returns every model with at least one complete version, and its
+// complete versions in ascending order (as Versions lists them).
+func (r *FS) Models() (map[string][]string, error) {
 	entries, err := os.ReadDir(r.root)
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	var models []string
-	for _, e := range entries { // sorted by name
+	models := map[string][]string{}
+	for _, e := range entries {
 		name := e.Name()
 		if checkName(name) != nil {
 			continue
@@ -53,7 +53,7 @@ func (r *FS) Models() ([]string, error) {
 			return nil, err
 		}
 		if len(vs) > 0 {
-			models = append(models, name)
+			models[name] = vs
 		}
 	}
 	return models, nil

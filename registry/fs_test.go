@@ -2,6 +2,7 @@ package registry
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,7 +83,7 @@ func TestModels(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := []string{"a.v2", "b"}; !slices.Equal(got, want) {
+		if want := map[string][]string{"a.v2": {"3"}, "b": {"1"}}; !maps.EqualFunc(got, want, slices.Equal) {
 			t.Errorf("Models = %q, want %q", got, want)
 		}
 	})

@@ -177,16 +177,16 @@ func (s *S3) list(ctx context.Context, prefix string, recursive bool, max int) (
 	return keys, nil
 }
 
-// Models returns the sorted names of the models that have at least one
-// complete version.
-func (s *S3) Models() ([]string, error) {
+// Models returns every model with at least one complete version, and its
+// complete versions in ascending order (as Versions lists them).
+func (s *S3) Models() (map[string][]string, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	keys, err := s.list(ctx, s.prefix, false, 0)
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	var models []string
+	models := map[string][]string{}
 	for _, k := range keys {
 		name, ok := strings.CutSuffix(strings.TrimPrefix(k, s.prefix), "/")
 		if !ok || checkName(name) != nil {
@@ -200,10 +200,9 @@ func (s *S3) Models() ([]string, error) {
 			return nil, err
 		}
 		if len(complete) > 0 {
-			models = append(models, name)
+			models[name] = complete
 		}
 	}
-	slices.Sort(models)
 	return models, nil
 }
 

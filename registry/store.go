@@ -7,8 +7,9 @@ package registry
 type Store interface {
 	// Location names the registry for logs: a directory or an s3:// URL.
 	Location() string
-	// Models returns the sorted names of the models with a complete version.
-	Models() ([]string, error)
+	// Models returns every model with a complete version, and its complete
+	// versions in ascending order.
+	Models() (map[string][]string, error)
 	// Versions returns the complete versions of model in ascending order, or
 	// ErrNotFound when the model does not exist.
 	Versions(model string) ([]string, error)

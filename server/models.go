@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -100,23 +101,27 @@ func (m *models) names() []string {
 func (m *models) refresh(ctx context.Context) error {
 	m.refreshMu.Lock()
 	defer m.refreshMu.Unlock()
+	var listed map[string][]string // discovery: every model and its versions in one listing
 	names := m.only
 	if len(names) == 0 {
 		var err error
-		if names, err = m.reg.Models(); err != nil {
+		if listed, err = m.reg.Models(); err != nil {
 			return fmt.Errorf("list models: %w", err)
 		}
+		names = slices.Sorted(maps.Keys(listed))
 	}
 	var errs []error
 	for _, name := range names {
-		if err := m.refreshModel(ctx, name); err != nil {
+		if err := m.refreshModel(ctx, name, listed[name]); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (m *models) refreshModel(ctx context.Context, name string) error {
+// refreshModel brings one model's loaded versions to what its policy wants;
+// versions are its complete versions when the caller listed them, else nil.
+func (m *models) refreshModel(ctx context.Context, name string, versions []string) error {
 	m.mu.Lock()
 	adopted := m.syncStateLocked(name)
 	if adopted {
@@ -126,12 +131,15 @@ func (m *models) refreshModel(ctx context.Context, name string) error {
 	if adopted && m.onAdopt != nil {
 		m.onAdopt(name)
 	}
-	versions, err := m.reg.Versions(name)
-	if errors.Is(err, registry.ErrNotFound) {
-		return nil // not published yet; health stays NOT_SERVING for it
-	}
-	if err != nil {
-		return fmt.Errorf("list versions of %s: %w", name, err)
+	if versions == nil {
+		var err error
+		versions, err = m.reg.Versions(name)
+		if errors.Is(err, registry.ErrNotFound) {
+			return nil // not published yet; health stays NOT_SERVING for it
+		}
+		if err != nil {
+			return fmt.Errorf("list versions of %s: %w", name, err)
+		}
 	}
 	m.mu.Lock()
 	want := m.desiredLocked(name, versions)
