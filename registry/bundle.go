@@ -56,33 +56,29 @@ type Bundle struct {
 	Index       []byte    // optional: the IndexFile, a prebuilt index over ItemVectors
 
 	// Row of every user and item id, when Load built them checking the ids.
-	userRows, itemRows map[string]int32
+	userRows, itemRows *Rows
 }
 
-// UserRows returns the row of every user id: the map Load built while
-// checking the ids, or a new one for a bundle made otherwise. Callers must
-// not modify it.
-func (b *Bundle) UserRows() map[string]int32 {
+// UserRows finds the row of a user id: the index Load built while checking
+// the ids, or a new one for a bundle made otherwise (where an id that repeats
+// keeps its first row).
+func (b *Bundle) UserRows() *Rows {
 	if b.userRows != nil {
 		return b.userRows
 	}
-	return rows(len(b.UserIDs), func(i int) string { return b.UserIDs[i] })
+	ids := b.UserIDs
+	r, _, _ := newRows(len(ids), func(i int) string { return ids[i] })
+	return r
 }
 
 // ItemRows is UserRows for the items.
-func (b *Bundle) ItemRows() map[string]int32 {
+func (b *Bundle) ItemRows() *Rows {
 	if b.itemRows != nil {
 		return b.itemRows
 	}
-	return rows(len(b.Items), func(i int) string { return b.Items[i].ID })
-}
-
-func rows(n int, id func(int) string) map[string]int32 {
-	m := make(map[string]int32, n)
-	for i := range n {
-		m[id(i)] = int32(i)
-	}
-	return m
+	items := b.Items
+	r, _, _ := newRows(len(items), func(i int) string { return items[i].ID })
+	return r
 }
 
 // Seen returns the item rows user row u interacted with in training, or nil
@@ -177,17 +173,15 @@ func checkID(id string) error {
 
 // checkIDs checks that the n ids returned by id are usable and unique, and
 // returns the row of each.
-func checkIDs(n int, id func(int) string) (map[string]int32, error) {
-	rows := make(map[string]int32, n)
+func checkIDs(n int, id func(int) string) (*Rows, error) {
 	for i := range n {
-		s := id(i)
-		if err := checkID(s); err != nil {
+		if err := checkID(id(i)); err != nil {
 			return nil, fmt.Errorf("row %d: %v", i, err)
 		}
-		if j, dup := rows[s]; dup {
-			return nil, fmt.Errorf("row %d: duplicate id %q, first at row %d", i, s, j)
-		}
-		rows[s] = int32(i)
+	}
+	rows, first, dup := newRows(n, id)
+	if dup >= 0 {
+		return nil, fmt.Errorf("row %d: duplicate id %q, first at row %d", dup, id(dup), first)
 	}
 	return rows, nil
 }

@@ -103,17 +103,22 @@ func TestBundleRows(t *testing.T) {
 	}
 	for name, bb := range map[string]*Bundle{"made": b, "loaded": loaded} {
 		users, items := bb.UserRows(), bb.ItemRows()
-		if len(users) != len(bb.UserIDs) || len(items) != len(bb.Items) {
-			t.Fatalf("%s: %d user rows, %d item rows; want %d and %d", name, len(users), len(items), len(bb.UserIDs), len(bb.Items))
+		if users.Len() != len(bb.UserIDs) || items.Len() != len(bb.Items) {
+			t.Fatalf("%s: %d user rows, %d item rows; want %d and %d", name, users.Len(), items.Len(), len(bb.UserIDs), len(bb.Items))
 		}
 		for i, id := range bb.UserIDs {
-			if users[id] != int32(i) {
-				t.Errorf("%s: user %q at row %d, want %d", name, id, users[id], i)
+			if row, ok := users.Row(id); !ok || row != int32(i) {
+				t.Errorf("%s: user %q at row %d (%v), want %d", name, id, row, ok, i)
 			}
 		}
 		for i, it := range bb.Items {
-			if items[it.ID] != int32(i) {
-				t.Errorf("%s: item %q at row %d, want %d", name, it.ID, items[it.ID], i)
+			if row, ok := items.Row(it.ID); !ok || row != int32(i) {
+				t.Errorf("%s: item %q at row %d (%v), want %d", name, it.ID, row, ok, i)
+			}
+		}
+		for _, id := range []string{"", "nobody", bb.UserIDs[0] + "x"} {
+			if row, ok := users.Row(id); ok {
+				t.Errorf("%s: unknown user %q found at row %d", name, id, row)
 			}
 		}
 	}
@@ -169,8 +174,8 @@ func TestReorderItems(t *testing.T) {
 	if b.Index != nil {
 		t.Error("the prebuilt index over the old rows was kept")
 	}
-	if rows := b.ItemRows(); rows[b.Items[0].ID] != 0 {
-		t.Errorf("ItemRows maps %s to %d, want 0", b.Items[0].ID, rows[b.Items[0].ID])
+	if row, ok := b.ItemRows().Row(b.Items[0].ID); !ok || row != 0 {
+		t.Errorf("ItemRows finds %s at row %d (%v), want 0", b.Items[0].ID, row, ok)
 	}
 	for name, bad := range map[string][]int32{"short": order[1:], "repeated": {0, 0, 7, 1, 6, 2, 5, 3, 4}, "out of range": {9, 0, 7, 1, 6, 2, 5, 3, 4}} {
 		if err := b.ReorderItems(bad); err == nil {

@@ -30,7 +30,7 @@ func compileFilter(s *snapshot, f *recservev1.Filter) *itemFilter {
 	if ids := f.GetExcludeItemIds(); len(ids) > 0 {
 		c.excludeItems = make(map[int32]struct{}, len(ids))
 		for _, id := range ids {
-			if row, ok := s.itemRow[id]; ok {
+			if row, ok := s.itemRow.Row(id); ok {
 				c.excludeItems[row] = struct{}{}
 			}
 		}
@@ -51,7 +51,7 @@ func (s *snapshot) categoryMask(names []string) []bool {
 // excludeOnline adds items the user interacted with since training.
 func (f *itemFilter) excludeOnline(seen map[string]struct{}) {
 	for id := range seen {
-		if row, ok := f.s.itemRow[id]; ok {
+		if row, ok := f.s.itemRow.Row(id); ok {
 			if f.excludeItems == nil {
 				f.excludeItems = make(map[int32]struct{}, len(seen))
 			}

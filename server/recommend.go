@@ -141,7 +141,7 @@ func (s *Server) SimilarItems(ctx context.Context, req *recservev1.SimilarItemsR
 		return nil, toStatus(err)
 	}
 	markServed(ctx, snap)
-	row, ok := snap.itemRow[req.GetItemId()]
+	row, ok := snap.itemRow.Row(req.GetItemId())
 	if !ok {
 		return nil, toStatus(&notFound{field: "item_id", value: req.GetItemId(), err: errItemNotFound})
 	}
@@ -228,7 +228,7 @@ func (s *snapshot) recommend(q userQuery, n int, filter *recservev1.Filter) ([]*
 	if !q.includeSeen {
 		f.excludeOnline(q.online.Seen)
 	}
-	u, known := s.userRow[q.id]
+	u, known := s.userRow.Row(q.id)
 	switch {
 	case known:
 		if !q.includeSeen {
@@ -249,7 +249,7 @@ func (s *snapshot) foldIn(recent []online.Interaction) []float32 {
 	weights := map[int32]float32{}
 	var rows []int32
 	for _, r := range recent {
-		row, ok := s.itemRow[r.Item]
+		row, ok := s.itemRow.Row(r.Item)
 		if !ok {
 			continue
 		}

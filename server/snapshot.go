@@ -20,8 +20,8 @@ type snapshot struct {
 	version string
 	dim     int
 
-	userRow map[string]int32
-	itemRow map[string]int32
+	userRow *registry.Rows
+	itemRow *registry.Rows
 	bundle  *registry.Bundle
 
 	// category id per item row, and category name -> id.

@@ -118,7 +118,7 @@ func TestPrebuildIndexReordersItems(t *testing.T) {
 	moved := 0
 	origRow := orig.ItemRows()
 	for i, it := range b.Items {
-		r := origRow[it.ID]
+		r, _ := origRow.Row(it.ID)
 		if int(r) != i {
 			moved++
 		}
