@@ -1,5 +1,7 @@
 package index
 
+import "math/bits"
+
 // visitSet is the set of nodes one search has reached: open addressing over a
 // power-of-two table of id+1 (0: empty slot), kept at most half full. A
 // search at ef 64 reaches about a thousand nodes, so the table (16 KiB) stays
@@ -25,7 +27,8 @@ func (v *visitSet) reset() {
 	v.n = 0
 }
 
-// reserve makes room for m more ids without growing the table.
+// reserve grows the table, if need be, so that m more ids fit: add itself
+// never grows it.
 func (v *visitSet) reserve(m int) {
 	for 2*(v.n+m) > len(v.slots) {
 		v.resize(2 * len(v.slots))
@@ -51,10 +54,7 @@ func (v *visitSet) add(id int32) bool {
 // resize moves the set into a table of size slots (a power of two).
 func (v *visitSet) resize(size int) {
 	old := v.slots
-	v.slots, v.n, v.shift = make([]int32, size), 0, 32
-	for s := size; s > 1; s >>= 1 {
-		v.shift--
-	}
+	v.slots, v.n, v.shift = make([]int32, size), 0, uint(32-bits.TrailingZeros(uint(size)))
 	for _, x := range old { // at most half of old's size: a quarter of the new one
 		if x != 0 {
 			v.add(x - 1)
