@@ -18,9 +18,10 @@ import (
 
 // sample is one finished request: when it started and how long it took (both
 // in ns, start relative to the start of the load), its status and the model
-// version that answered.
+// version that answered. In an open loop it starts when it was due, and lag is
+// how long after that the load generator sent it (part of took).
 type sample struct {
-	at, took int64
+	at, took, lag int64
 	code     codes.Code
 	version  string
 	short    bool // fewer items than asked for
@@ -123,11 +124,12 @@ func (g *loadGen) worker(ctx context.Context, start time.Time, w int, due <-chan
 				return
 			}
 		}
+		sent := time.Now()
 		rctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 		err := conn.Invoke(rctx, recservev1.RecommendService_Recommend_FullMethodName, req, &reply, codec)
 		cancel()
 		t1 := time.Now()
-		s := sample{at: at, took: t1.Sub(start).Nanoseconds() - at, code: status.Code(err)}
+		s := sample{at: at, took: t1.Sub(start).Nanoseconds() - at, lag: sent.Sub(start).Nanoseconds() - at, code: status.Code(err)}
 		if err == nil {
 			s.version = reply.version
 			s.short = reply.items < int(n)
@@ -148,6 +150,7 @@ type window struct {
 	versions        map[string]int
 	seconds         float64
 	lat             []time.Duration // sorted
+	lag             []time.Duration // sorted; send lags of the successful requests
 }
 
 func summarize(samples []sample, from, to int64) window {
@@ -166,8 +169,10 @@ func summarize(samples []sample, from, to int64) window {
 			w.short++
 		}
 		w.lat = append(w.lat, time.Duration(s.took))
+		w.lag = append(w.lag, time.Duration(s.lag))
 	}
 	slices.Sort(w.lat)
+	slices.Sort(w.lag)
 	return w
 }
 
@@ -188,10 +193,13 @@ func (w window) rps() float64 {
 
 // quantile returns the q-quantile of the successful requests' latencies
 // (nearest rank), or 0 without any.
-func (w window) quantile(q float64) time.Duration {
-	if len(w.lat) == 0 {
+func (w window) quantile(q float64) time.Duration { return quantile(w.lat, q) }
+
+// quantile returns the q-quantile of sorted (nearest rank), or 0 when it is empty.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
 		return 0
 	}
-	i := int(q*float64(len(w.lat)) + 0.5)
-	return w.lat[min(max(i-1, 0), len(w.lat)-1)]
+	i := int(q*float64(len(sorted)) + 0.5)
+	return sorted[min(max(i-1, 0), len(sorted)-1)]
 }

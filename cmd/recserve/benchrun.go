@@ -220,6 +220,10 @@ func report(w io.Writer, cfg benchConfig, r *benchResult) {
 		fmt.Fprintf(w, "CPU in the steady phase: server %.1f s (%.0f µs/request), load generator %.1f s (%.0f µs/request)\n",
 			r.serverCPU.Seconds(), float64(r.serverCPU.Microseconds())/float64(n), r.loadCPU.Seconds(), float64(r.loadCPU.Microseconds())/float64(n))
 	}
+	if cfg.rate > 0 {
+		fmt.Fprintf(w, "open loop: the load generator sent requests after they were due by p50 %s, p99 %s, p99.9 %s in the steady phase (included in the latencies above)\n",
+			ms(quantile(r.steady.lag, 0.5)), ms(quantile(r.steady.lag, 0.99)), ms(quantile(r.steady.lag, 0.999)))
+	}
 	if cfg.swap {
 		fmt.Fprintf(w, "swap: publish to first response from the new version %s (server load %.1f s, index %s); p99 during swap %s vs steady %s (%.2fx)\n",
 			r.toNew.Round(time.Millisecond), r.loadSeconds, r.indexSource, ms(r.swapWindow.quantile(0.99)), ms(r.steady.quantile(0.99)),
