@@ -54,7 +54,7 @@ func gramian[F float32 | float64](ctx context.Context, workers int, v []F, n, k 
 	parts := make([][]float64, chunks)
 	err := parallelFor(ctx, workers, chunks, func(_, c int) {
 		lo, hi := c*gramChunk, min((c+1)*gramChunk, n)
-		parts[c] = gramianChunk(asFloat64(v[lo*k:hi*k]), hi-lo, k)
+		parts[c] = gramianChunk(v[lo*k:hi*k], hi-lo, k)
 	})
 	if err != nil {
 		return nil, err
@@ -74,7 +74,7 @@ func gramian[F float32 | float64](ctx context.Context, workers int, v []F, n, k 
 
 // gramianChunk returns VᵀV for the n×k row-major v; only the upper
 // triangle is meaningful.
-func gramianChunk(v []float64, n, k int) []float64 {
+func gramianChunk[F float32 | float64](v []F, n, k int) []float64 {
 	rp := padded[float64](gramPanel)
 	nq, nt := (k+3)/4, (k+2)/3
 	ld := 3 * nt
@@ -100,9 +100,9 @@ func gramianChunk(v []float64, n, k int) []float64 {
 
 // packColumns packs the columns of the r×k row-major panel v as rows of
 // length r, in groups of g (3 or 4) columns laid out as packTriples and
-// packQuad do (group t starts at t·g·padded(r)); missing columns are
-// zero.
-func packColumns(dst, v []float64, r, k, g int) {
+// packQuad do (group t starts at t·g·padded(r)), converted to float64 (so a
+// float32 matrix is never copied whole); missing columns are zero.
+func packColumns[F float32 | float64](dst []float64, v []F, r, k, g int) {
 	l, rp := lanesOf[float64](), padded[float64](r)
 	groups := (k + g - 1) / g
 	clear(dst[:groups*g*rp])
@@ -110,7 +110,7 @@ func packColumns(dst, v []float64, r, k, g int) {
 		row := v[d*k : (d+1)*k]
 		off := (d/l)*g*l + d%l
 		for c, x := range row {
-			dst[(c/g)*g*rp+off+(c%g)*l] = x
+			dst[(c/g)*g*rp+off+(c%g)*l] = float64(x)
 		}
 	}
 }
@@ -350,13 +350,4 @@ func (sv *solver) cgBlock(opts Options, s *side, lo, hi int, dst, src, packed []
 			break
 		}
 	}
-}
-
-// asFloat64 returns v as float64s: v itself, or a converted copy of float32s
-// (one chunk at a time, so that a float32 matrix is never copied whole).
-func asFloat64[F float32 | float64](v []F) []float64 {
-	if d, ok := any(v).([]float64); ok {
-		return d
-	}
-	return toFloat64(any(v).([]float32))
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
@@ -166,6 +167,23 @@ func TestConjugateGradientDescends(t *testing.T) {
 	}
 }
 
+// BenchmarkGramian32 is the fold-in Gramian a server computes when it loads a
+// version: float32 item rows.
+func BenchmarkGramian32(b *testing.B) {
+	const n, k = 200_000, 64
+	rng := rand.New(rand.NewPCG(1, 2))
+	v := make([]float32, n*k)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := gramian(context.Background(), 1, v, n, k, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func TestGramianIndependentOfWorkers(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	const n, k = 3*gramChunk + 17, 5
@@ -180,6 +198,14 @@ func TestGramianIndependentOfWorkers(t *testing.T) {
 	g3, err := gramian(context.Background(), 3, v, n, k, 0.5)
 	if err != nil {
 		t.Fatal(err)
+	}
+	v32 := toFloat32(v) // float32 rows are packed straight into float64 panels
+	g32, err := gramian(context.Background(), 2, v32, n, k, 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want32, _ := gramian(context.Background(), 2, toFloat64(v32), n, k, 0.5); !slices.Equal(g32, want32) {
+		t.Fatal("gramian of float32 rows differs from that of the same values as float64")
 	}
 	vm := mat.NewDense(n, k, v)
 	var want mat.Dense
