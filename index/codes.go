@@ -138,9 +138,10 @@ func alignedInt8s(n, align int) []int8 {
 func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
 
 // round32 rounds half away from zero.
+// It adds ±0.5 by x's sign bit and truncates, without a branch: signs are a
+// coin toss in embeddings, and a mispredicted branch per element made it the
+// larger part of quantizing a version at load.
 func round32(x float32) float32 {
-	if x < 0 {
-		return -float32(int32(-x + 0.5))
-	}
-	return float32(int32(x + 0.5))
+	half := math.Float32frombits(0x3f000000 | math.Float32bits(x)&(1<<31))
+	return float32(int32(x + half))
 }

@@ -105,3 +105,36 @@ func TestCodesZeroQuery(t *testing.T) {
 		t.Fatalf("zero query scored %v", out)
 	}
 }
+
+// TestRound32 holds the branch-free round32 to the rounding it replaced:
+// half away from zero by adding ±0.5 and truncating.
+func TestRound32(t *testing.T) {
+	ref := func(x float32) int32 {
+		if x < 0 {
+			return -int32(-x + 0.5)
+		}
+		return int32(x + 0.5)
+	}
+	xs := []float32{0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999997, -0.49999997, 126.5, -126.5, 127, -127, math.SmallestNonzeroFloat32}
+	rng := rand.New(rand.NewSource(3))
+	for range 100_000 {
+		xs = append(xs, float32(rng.NormFloat64()*50))
+	}
+	for _, x := range xs {
+		if got, want := int32(round32(x)), ref(x); got != want {
+			t.Fatalf("round32(%v) = %d, want %d", x, got, want)
+		}
+	}
+}
+
+func BenchmarkQuantize(b *testing.B) {
+	const n, dim = 100_000, 64
+	rng := rand.New(rand.NewSource(5))
+	v := make([]float32, n*dim)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	for b.Loop() {
+		quantize(v, dim)
+	}
+}
