@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"maps"
 	"math"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"unicode/utf8"
+	"unsafe"
 )
 
 // Seed corpora live in testdata/fuzz/<FuzzName>/; the seeds added here cover
@@ -120,6 +123,36 @@ func FuzzDecodeItems(f *testing.F) {
 	})
 }
 
+// FuzzCanonicalItem holds the fast reader of encodeItems' lines to
+// encoding/json: whatever line it accepts, encoding/json reads the same item.
+func FuzzCanonicalItem(f *testing.F) {
+	f.Add([]byte(`{"id":"i0775448","category":"cat-08","available":true}`))
+	f.Add([]byte(`{"id":"a","available":false}`))
+	f.Add([]byte(`{"id":"a\"b","available":false}`))
+	f.Add([]byte(`{"id":"é","category":"","available":true} `))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !utf8.Valid(b) {
+			return
+		}
+		it, ok := decodeCanonicalItem(b)
+		if !ok {
+			return
+		}
+		var l itemLine
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&l); err != nil {
+			t.Fatalf("fast reader accepted %q, encoding/json: %v", b, err)
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			t.Fatalf("fast reader accepted %q, encoding/json finds data after the object", b)
+		}
+		if l.ID != it.ID || l.Category != it.Category || l.Available == nil || *l.Available != it.Available || l.Attributes != nil {
+			t.Fatalf("%q: fast reader %+v, encoding/json %+v", b, it, l)
+		}
+	})
+}
+
 func FuzzDecodeUserIDs(f *testing.F) {
 	f.Add([]byte("u1\nu2\n"))
 	f.Add([]byte("u1\r\nu2"))
@@ -212,4 +245,32 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("Load returned an invalid bundle: %v", err)
 		}
 	})
+}
+
+// TestCanonicalItemLines checks that the lines encodeItems writes for items
+// without attributes or escaped characters take the fast reader, and that the
+// items decodeItems returns share one string per category.
+func TestCanonicalItemLines(t *testing.T) {
+	items := []Item{{ID: "i1", Category: "shoes", Available: true}, {ID: "i2", Available: false}, {ID: "é", Category: "shoes"}}
+	var buf bytes.Buffer
+	if err := encodeItems(&buf, items); err != nil {
+		t.Fatal(err)
+	}
+	for line := range bytes.Lines(buf.Bytes()) {
+		if _, ok := decodeCanonicalItem(bytes.TrimSuffix(line, []byte("\n"))); !ok {
+			t.Errorf("fast reader refused %q", line)
+		}
+	}
+	got, err := decodeItems(&buf, 0)
+	if err != nil || !reflect.DeepEqual(got, items) {
+		t.Fatalf("decodeItems = %+v, %v; want %+v", got, err, items)
+	}
+	if unsafe.StringData(got[0].Category) != unsafe.StringData(got[2].Category) {
+		t.Error("two items of one category hold two copies of its name")
+	}
+	for _, line := range []string{`{"id":"a\"b","available":true}`, `{"id":"a","available":true,"attributes":{"k":"v"}}`, `{ "id":"a","available":true}`, `{"id":"a"}`} {
+		if _, ok := decodeCanonicalItem([]byte(line)); ok {
+			t.Errorf("fast reader took %q", line)
+		}
+	}
 }

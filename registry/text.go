@@ -54,12 +54,17 @@ type itemLine struct {
 	Attributes map[string]string `json:"attributes"`
 }
 
+// maxSharedCategories bounds the distinct categories decodeItems shares one
+// string among their items.
+const maxSharedCategories = 1024
+
 // decodeItems reads items.jsonl: one JSON object per line, LF line endings,
 // the final LF optional. Unknown fields are errors. capacity is the number
 // of items expected.
 func decodeItems(r io.Reader, capacity int) ([]Item, error) {
 	br := bufio.NewReader(r)
 	items := make([]Item, 0, capacity)
+	categories := map[string]string{} // one string per category, not per item
 	for line := 1; ; line++ {
 		b, err := br.ReadBytes('\n')
 		if err != nil && err != io.EOF {
@@ -71,6 +76,11 @@ func decodeItems(r io.Reader, capacity int) ([]Item, error) {
 		it, derr := decodeItem(bytes.TrimSuffix(b, []byte("\n")))
 		if derr != nil {
 			return nil, fmt.Errorf("line %d: %v", line, derr)
+		}
+		if c, ok := categories[it.Category]; ok {
+			it.Category = c
+		} else if len(categories) < maxSharedCategories {
+			categories[it.Category] = it.Category
 		}
 		items = append(items, it)
 		if err == io.EOF {
@@ -86,6 +96,9 @@ func decodeItem(b []byte) (Item, error) {
 	if !utf8.Valid(b) {
 		return Item{}, errors.New("not valid UTF-8")
 	}
+	if it, ok := decodeCanonicalItem(b); ok {
+		return it, nil
+	}
 	var l itemLine
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -100,6 +113,51 @@ func decodeItem(b []byte) (Item, error) {
 		it.Available = *l.Available
 	}
 	return it, nil
+}
+
+// decodeCanonicalItem reads, without encoding/json's reflection and per-line
+// decoder, the form encodeItems writes for an item without attributes:
+// {"id":"…"[,"category":"…"],"available":true|false} with strings free of
+// escapes and control characters. ok is false for any other line, which
+// decodeItem then gives to encoding/json. b is valid UTF-8.
+func decodeCanonicalItem(b []byte) (it Item, ok bool) {
+	rest, ok := bytes.CutPrefix(b, []byte(`{"id":`))
+	if !ok {
+		return Item{}, false
+	}
+	if it.ID, rest, ok = plainString(rest); !ok {
+		return Item{}, false
+	}
+	if r, found := bytes.CutPrefix(rest, []byte(`,"category":`)); found {
+		if it.Category, rest, ok = plainString(r); !ok {
+			return Item{}, false
+		}
+	}
+	switch string(rest) {
+	case `,"available":true}`:
+		it.Available = true
+	case `,"available":false}`:
+	default:
+		return Item{}, false
+	}
+	return it, true
+}
+
+// plainString reads a JSON string without escapes or control characters at
+// the start of b and returns it and what follows it.
+func plainString(b []byte) (s string, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return "", nil, false
+	}
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return string(b[1:i]), b[i+1:], true
+		case c == '\\' || c < 0x20:
+			return "", nil, false
+		}
+	}
+	return "", nil, false
 }
 
 // encodeItems writes items as JSON lines.
