@@ -22,9 +22,9 @@ import (
 // how long after that the load generator sent it (part of took).
 type sample struct {
 	at, took, lag int64
-	code     codes.Code
-	version  string
-	short    bool // fewer items than asked for
+	code          codes.Code
+	version       string
+	short         bool // fewer items than asked for
 }
 
 // loadGen drives Recommend traffic. In a closed loop (rate 0) each worker sends
@@ -43,11 +43,10 @@ type loadGen struct {
 	// newVersion, when set, is watched for: the first response from it is recorded.
 	newVersion string
 	firstNew   atomic.Int64 // completion time (ns since start) of the first such response, or 0
-	logs       []workerLog  // one per worker; set before run
+	samples    [][]sample   // one list per worker, written only by it; set before run
 }
 
 // run sends requests until ctx is done and returns every worker's samples.
-// snapshot may be called meanwhile.
 func (g *loadGen) run(ctx context.Context, start time.Time) []sample {
 	var due chan int64
 	if g.rate > 0 {
@@ -59,7 +58,7 @@ func (g *loadGen) run(ctx context.Context, start time.Time) []sample {
 		wg.Go(func() { g.worker(ctx, start, w, due) })
 	}
 	wg.Wait()
-	return g.snapshot()
+	return g.collect()
 }
 
 // schedule sends the due time (ns since start) of request i, start + i/rate,
@@ -86,20 +85,11 @@ func schedule(ctx context.Context, start time.Time, rate float64, due chan<- int
 	}
 }
 
-// workerLog holds one worker's samples.
-type workerLog struct {
-	mu      sync.Mutex
-	samples []sample
-}
-
-// snapshot returns the samples so far, by start time.
-func (g *loadGen) snapshot() []sample {
+// collect returns every worker's samples, by start time.
+func (g *loadGen) collect() []sample {
 	var all []sample
-	for i := range g.logs {
-		l := &g.logs[i]
-		l.mu.Lock()
-		all = append(all, l.samples...)
-		l.mu.Unlock()
+	for _, l := range g.samples {
+		all = append(all, l...)
 	}
 	slices.SortFunc(all, func(a, b sample) int { return cmp.Compare(a.at, b.at) })
 	return all
@@ -113,7 +103,6 @@ func (g *loadGen) worker(ctx context.Context, start time.Time, w int, due <-chan
 	var reply benchReply
 	rng := rand.New(rand.NewPCG(uint64(w), 7))
 	n := g.n
-	log := &g.logs[w]
 	for ctx.Err() == nil {
 		req := &recservev1.RecommendRequest{UserId: benchUserID(rng.IntN(g.users)), N: &n}
 		t0 := time.Now()
@@ -137,9 +126,7 @@ func (g *loadGen) worker(ctx context.Context, start time.Time, w int, due <-chan
 				g.firstNew.CompareAndSwap(0, t1.Sub(start).Nanoseconds())
 			}
 		}
-		log.mu.Lock()
-		log.samples = append(log.samples, s)
-		log.mu.Unlock()
+		g.samples[w] = append(g.samples[w], s)
 	}
 }
 
