@@ -13,12 +13,19 @@ import (
 )
 
 // parallelFor calls fn(worker, block) for every block in [0, n) on the given
-// number of goroutines and waits for them. Which worker runs a block varies
+// number of goroutines and waits for them; with one, on the caller's (a
+// version loading in the background keeps its thread's low priority). Which worker runs a block varies
 // between runs, so fn's result for a block must not depend on the worker
 // except through scratch space. It stops handing out blocks once ctx is done
 // and then returns ctx.Err().
 func parallelFor(ctx context.Context, workers, n int, fn func(worker, block int)) error {
 	workers = min(workers, n)
+	if workers <= 1 { // on the caller's goroutine, so on its thread and at its priority
+		for b := 0; b < n && ctx.Err() == nil; b++ {
+			fn(0, b)
+		}
+		return ctx.Err()
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := range workers {
