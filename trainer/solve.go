@@ -13,14 +13,15 @@ import (
 )
 
 // parallelFor calls fn(worker, block) for every block in [0, n) on the given
-// number of goroutines and waits for them; with one, on the caller's (a
-// version loading in the background keeps its thread's low priority). Which worker runs a block varies
-// between runs, so fn's result for a block must not depend on the worker
-// except through scratch space. It stops handing out blocks once ctx is done
-// and then returns ctx.Err().
+// number of goroutines and waits for them; with one, on the caller's own, so
+// on its thread and at its priority (a version loading in the background
+// keeps its thread's low priority). Which worker runs a block varies between
+// runs, so fn's result for a block must not depend on the worker except
+// through scratch space. It stops handing out blocks once ctx is done and
+// then returns ctx.Err().
 func parallelFor(ctx context.Context, workers, n int, fn func(worker, block int)) error {
 	workers = min(workers, n)
-	if workers <= 1 { // on the caller's goroutine, so on its thread and at its priority
+	if workers <= 1 {
 		for b := 0; b < n && ctx.Err() == nil; b++ {
 			fn(0, b)
 		}

@@ -105,8 +105,7 @@ func (g *loadGen) worker(ctx context.Context, start time.Time, w int, due <-chan
 	n := g.n
 	for ctx.Err() == nil {
 		req := &recservev1.RecommendRequest{UserId: benchUserID(rng.IntN(g.users)), N: &n}
-		t0 := time.Now()
-		at := t0.Sub(start).Nanoseconds()
+		var at int64 // when the request was due (open loop) or sent (closed loop)
 		if due != nil {
 			var ok bool
 			if at, ok = <-due; !ok {
@@ -114,6 +113,9 @@ func (g *loadGen) worker(ctx context.Context, start time.Time, w int, due <-chan
 			}
 		}
 		sent := time.Now()
+		if due == nil {
+			at = sent.Sub(start).Nanoseconds()
+		}
 		rctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 		err := conn.Invoke(rctx, recservev1.RecommendService_Recommend_FullMethodName, req, &reply, codec)
 		cancel()
