@@ -97,7 +97,10 @@ func gramianChunk[F float32 | float64](v []F, n, k int) []float64 {
 		packColumns(triples, panel, r, k, 3)
 		steps := padded[float64](r) / lanesOf[float64]()
 		for q := range nq {
-			score4x3(quads[q*4*steps*4:], triples, steps, nt, tmp[q*4*ld:], ld)
+			// Only the upper triangle is kept: triples wholly left of the
+			// quad's first column (3t+2 < 4q) are not needed.
+			t0 := 4 * q / 3
+			score4x3(quads[q*4*steps*4:], triples[t0*3*steps*4:], steps, nt-t0, tmp[q*4*ld+3*t0:], ld)
 		}
 		for a := range k {
 			floats.Add(g[a*k+a:(a+1)*k], tmp[a*ld+a:a*ld+k])
@@ -117,8 +120,11 @@ func packColumns[F float32 | float64](dst []float64, v []F, r, k, g int) {
 	for d := range r {
 		row := v[d*k : (d+1)*k]
 		off := (d/l)*g*l + d%l
-		for c, x := range row {
-			dst[(c/g)*g*rp+off+(c%g)*l] = float64(x)
+		for c0 := 0; c0 < k; c0 += g {
+			out := dst[c0*rp+off:] // group c0/g starts at (c0/g)·g·rp
+			for j, x := range row[c0:min(c0+g, k)] {
+				out[j*l] = float64(x)
+			}
 		}
 	}
 }
