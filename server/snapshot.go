@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 
 	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/registry"
@@ -94,25 +93,46 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 	return s, nil
 }
 
+// buildPopularity orders the item rows by descending training count, ties
+// by row, with a counting sort: one pass per array, not a comparison sort of
+// all the items.
 func (s *snapshot) buildPopularity() {
 	n := len(s.bundle.Items)
-	counts := make([]int, n)
-	total := 0
+	counts := make([]int32, n)
 	for _, it := range s.bundle.SeenItems {
 		counts[it]++
-		total++
 	}
-	s.popular = make([]int32, n)
-	for i := range s.popular {
-		s.popular[i] = int32(i)
+	s.popular, s.popScore = popularity(counts, len(s.bundle.SeenItems))
+}
+
+// popularity returns the rows of counts by descending count, ties by row,
+// and each one's share of total.
+func popularity(counts []int32, total int) (rows []int32, share []float32) {
+	// starts[c] will be where the rows counted c times begin: after all the
+	// rows counted more often.
+	most := int32(0)
+	for _, c := range counts {
+		most = max(most, c)
 	}
-	sort.SliceStable(s.popular, func(a, b int) bool { return counts[s.popular[a]] > counts[s.popular[b]] })
-	s.popScore = make([]float32, n)
-	for i, it := range s.popular {
+	starts := make([]int, most+1)
+	for _, c := range counts {
+		starts[c]++
+	}
+	next := 0
+	for c := len(starts) - 1; c >= 0; c-- {
+		starts[c], next = next, next+starts[c]
+	}
+	rows = make([]int32, len(counts))
+	share = make([]float32, len(counts))
+	for row, c := range counts {
+		i := starts[c]
+		starts[c]++
+		rows[i] = int32(row)
 		if total > 0 {
-			s.popScore[i] = float32(counts[it]) / float32(total)
+			share[i] = float32(c) / float32(total)
 		}
 	}
+	return rows, share
 }
 
 // warmUp runs a few searches so the first real requests do not pay for cold memory.
