@@ -33,6 +33,7 @@ type benchConfig struct {
 	serveArgs    []string // extra flags for the child "recserve serve"
 	exe          string   // binary to run "serve" with (default: this one)
 	verbose      bool     // copy the server's log to stderr
+	timeline     string   // file for per-interval latencies (empty: none)
 }
 
 func runBench(ctx context.Context, args []string) error {
@@ -60,6 +61,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.startTimeout, "start-timeout", 2*time.Hour, "how long to wait for the server to load version 1 and serve")
 	fs.DurationVar(&cfg.poll, "poll", 2*time.Second, "the server's registry poll interval")
 	fs.BoolVar(&cfg.verbose, "v", false, "copy the server's log to stderr")
+	fs.StringVar(&cfg.timeline, "timeline", "", "write the latencies of every 100 ms of the run (requests, p50, p99, max, send lag p99) to this file, as tab-separated text")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator (this process) to this file; -serve-flag=-cpuprofile=F profiles the server")
 	fs.Func("serve-flag", "extra flag for the child server, e.g. -serve-flag=-ef-search=32 (repeatable)", func(s string) error {
 		cfg.serveArgs = append(cfg.serveArgs, s)

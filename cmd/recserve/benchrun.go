@@ -170,6 +170,15 @@ func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, staged 
 	res.rssEnd, res.hwm, _ = memory(pid)
 	stopLoad()
 	samples := <-samplesc
+	if cfg.timeline != "" {
+		events := map[string]int64{}
+		if cfg.swap {
+			events["publish"], events["first new-version response"] = published, g.firstNew.Load()
+		}
+		if err := writeTimeline(cfg.timeline, samples, events); err != nil {
+			return nil, err
+		}
+	}
 	if !cfg.swap {
 		res.steady = summarize(samples, 0, end)
 		return res, nil
