@@ -1,16 +1,23 @@
 package registry
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+	"strings"
+)
 
-// Rows finds the row of an id among a bundle's user or item ids. It is an
-// open-addressing table of row numbers, kept at most half full, that compares
-// against the ids themselves: unlike a map from id to row it holds no
-// pointers, so the garbage collector does not scan it (two maps of 1M string
-// keys per loaded version made every collection cycle mark 2M more entries).
+// Rows maps a bundle's user or item ids to their rows and back. It keeps its
+// own copy of the ids, back to back in one string with an array of where each
+// ends, and finds a row through an open-addressing table of row numbers, kept
+// at most half full, that compares against the ids themselves. However many
+// ids it holds, it has three pointers: a map from id to row, or a []string,
+// gives the garbage collector one or two per id to mark in every cycle (with
+// a server's version of 1M users and 1M items, 35–49 ms of marking per cycle
+// against 2–5 ms).
 type Rows struct {
-	id    func(row int) string
+	text  string  // the ids, back to back
+	ends  []int   // ends[row]: where id row ends in text
 	slots []int32 // row+1; 0: empty
-	n     int
+	n     int     // distinct ids
 	seed  maphash.Seed
 }
 
@@ -21,10 +28,21 @@ func newRows(n int, id func(row int) string) (rows *Rows, first, dup int) {
 	for size < 2*n {
 		size *= 2
 	}
-	r := &Rows{id: id, slots: make([]int32, size), seed: maphash.MakeSeed()}
+	r := &Rows{ends: make([]int, n), slots: make([]int32, size), seed: maphash.MakeSeed()}
+	total := 0
+	for row := range n {
+		total += len(id(row))
+	}
+	var text strings.Builder
+	text.Grow(total)
+	for row := range n {
+		text.WriteString(id(row))
+		r.ends[row] = text.Len()
+	}
+	r.text = text.String()
 	first, dup = -1, -1
 	for row := range n {
-		i, found := r.slot(id(row))
+		i, found := r.slot(r.ID(row))
 		if !found {
 			r.slots[i] = int32(row + 1)
 			r.n++
@@ -43,7 +61,7 @@ func (r *Rows) slot(id string) (i int, found bool) {
 		if s == 0 {
 			return i, false
 		}
-		if r.id(int(s-1)) == id {
+		if r.ID(int(s-1)) == id {
 			return i, true
 		}
 	}
@@ -58,5 +76,18 @@ func (r *Rows) Row(id string) (int32, bool) {
 	return r.slots[i] - 1, true
 }
 
-// Len returns the number of ids.
+// ID returns the id of row, which must be in [0, Rows()). It shares memory
+// with r; it does not allocate.
+func (r *Rows) ID(row int) string {
+	start := 0
+	if row > 0 {
+		start = r.ends[row-1]
+	}
+	return r.text[start:r.ends[row]]
+}
+
+// Len returns the number of distinct ids.
 func (r *Rows) Len() int { return r.n }
+
+// Rows returns the number of rows, repeated ids included.
+func (r *Rows) Rows() int { return len(r.ends) }

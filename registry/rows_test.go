@@ -21,6 +21,12 @@ func TestRows(t *testing.T) {
 			if row, ok := r.Row(id); !ok || row != int32(i) {
 				t.Fatalf("n=%d: Row(%q) = %d, %v; want %d", n, id, row, ok, i)
 			}
+			if got := r.ID(i); got != id {
+				t.Fatalf("n=%d: ID(%d) = %q, want %q", n, i, got, id)
+			}
+		}
+		if r.Rows() != n {
+			t.Fatalf("n=%d: Rows() = %d", n, r.Rows())
 		}
 		for _, id := range []string{"", "id-1", "id-", fmt.Sprintf("id-%d", n*7)} {
 			if row, ok := r.Row(id); ok {
@@ -38,5 +44,8 @@ func TestRows(t *testing.T) {
 	}
 	if row, ok := r.Row("c"); !ok || row != 3 {
 		t.Errorf("c at row %d (%v), want 3", row, ok)
+	}
+	if r.Rows() != 5 || r.ID(2) != "a" || r.ID(4) != "b" {
+		t.Errorf("repeated ids keep their rows: %d rows, ids %q and %q at rows 2 and 4", r.Rows(), r.ID(2), r.ID(4))
 	}
 }

@@ -174,8 +174,8 @@ func (m *models) refreshModel(ctx context.Context, name string, versions []strin
 		m.loaded[name][v] = s
 		m.publishLocked(name)
 		m.mu.Unlock()
-		m.log.Info("model version loaded", "model", name, "version", v, "items", len(s.bundle.Items), "index", s.indexSource,
-			"users", len(s.bundle.UserIDs), "load_seconds", time.Since(start).Seconds())
+		m.log.Info("model version loaded", "model", name, "version", v, "items", s.itemRow.Rows(), "index", s.indexSource,
+			"users", s.userRow.Rows(), "load_seconds", time.Since(start).Seconds())
 	}
 
 	// Unload what the policy no longer wants, now that its replacements serve.

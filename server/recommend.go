@@ -287,14 +287,12 @@ func (s *snapshot) scored(hits []index.Result) []*recservev1.ScoredItem {
 	out := make([]*recservev1.ScoredItem, len(hits))
 	slab := make([]recservev1.ScoredItem, len(hits))
 	for i, h := range hits {
-		it := &s.bundle.Items[h.ID]
-		slab[i].ItemId, slab[i].Score, slab[i].Category = it.ID, h.Score, it.Category
+		slab[i].ItemId, slab[i].Score, slab[i].Category = s.itemRow.ID(int(h.ID)), h.Score, s.catNames[s.itemCat[h.ID]]
 		out[i] = &slab[i]
 	}
 	return out
 }
 
 func (s *snapshot) item(row int32, score float32) *recservev1.ScoredItem {
-	it := &s.bundle.Items[row]
-	return &recservev1.ScoredItem{ItemId: it.ID, Score: score, Category: it.Category}
+	return &recservev1.ScoredItem{ItemId: s.itemRow.ID(int(row)), Score: score, Category: s.catNames[s.itemCat[row]]}
 }

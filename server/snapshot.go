@@ -19,13 +19,17 @@ type snapshot struct {
 	version string
 	dim     int
 
+	// The ids of the users and items, by row and the other way round. The
+	// bundle's UserIDs and Items are dropped once the snapshot is built: a
+	// string per id is garbage-collector work in every cycle (see Rows).
 	userRow *registry.Rows
 	itemRow *registry.Rows
 	bundle  *registry.Bundle
 
-	// category id per item row, and category name -> id.
-	itemCat []int32
-	catID   map[string]int32
+	// category id per item row, category name -> id and id -> name.
+	itemCat  []int32
+	catID    map[string]int32
+	catNames []string
 	// unavailable item rows: filters test it for every node a search visits, and
 	// at one bit per item it stays in cache where bundle.Items (48 bytes per item)
 	// does not (a []bool of 1M items missed it often enough to cost 8% of the
@@ -66,6 +70,7 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 		if !ok {
 			c = int32(len(s.catID))
 			s.catID[it.Category] = c
+			s.catNames = append(s.catNames, it.Category)
 		}
 		s.itemCat[i] = c
 		if !it.Available {
@@ -73,10 +78,11 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 		}
 	}
 	// Sort each user's seen list so requests can binary-search it.
-	for u := range b.UserIDs {
+	for u := range s.userRow.Rows() {
 		slices.Sort(b.Seen(u))
 	}
 	s.buildPopularity()
+	b.UserIDs, b.Items = nil, nil
 	fold := trainer.OptionsFromParams(m.Params)
 	fold.Workers = 1 // a version loads beside live traffic: leave the other cores to it
 	s.folder = trainer.NewFolder(b.ItemVectors, m.Dim, fold)
@@ -97,8 +103,7 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 // by row, with a counting sort: one pass per array, not a comparison sort of
 // all the items.
 func (s *snapshot) buildPopularity() {
-	n := len(s.bundle.Items)
-	counts := make([]int32, n)
+	counts := make([]int32, len(s.itemCat))
 	for _, it := range s.bundle.SeenItems {
 		counts[it]++
 	}
@@ -137,7 +142,7 @@ func popularity(counts []int32, total int) (rows []int32, share []float32) {
 
 // warmUp runs a few searches so the first real requests do not pay for cold memory.
 func (s *snapshot) warmUp() {
-	users := len(s.bundle.UserIDs)
+	users := s.userRow.Rows()
 	for i := 0; i < 32 && i < users; i++ {
 		u := i * users / 32
 		s.items.Search(s.userVector(int32(u)), 10, nil)
