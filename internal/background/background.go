@@ -15,7 +15,7 @@ var (
 )
 
 // Run calls f on an OS thread of its own at the lowest scheduling priority the
-// OS offers a thread (nice 19 on Linux) and returns what f returns. While f
+// OS offers a thread (SCHED_IDLE on Linux) and returns what f returns. While f
 // runs, GOMAXPROCS is one higher, so the goroutines already running keep as
 // many processors as before: the OS, not the Go scheduler, decides who runs,
 // and it lets f have only the CPU time they leave. Goroutines f starts run at

@@ -7,36 +7,36 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// nice returns the calling thread's nice value (the raw syscall answers 20 - nice).
-func nice(t *testing.T) int {
+// sched returns the calling thread's scheduling class and nice value.
+func sched(t *testing.T) (policy uint32, nice int32) {
 	t.Helper()
-	p, err := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
+	a, err := unix.SchedGetAttr(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return 20 - p
+	return a.Policy, a.Nice
 }
 
 func TestRunLowersOnlyItsThread(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	mine := nice(t)
-	var during int
-	if err := Run(func() error { during = nice(t); return nil }); err != nil {
+	myPolicy, myNice := sched(t)
+	var during uint32
+	if err := Run(func() error { during, _ = sched(t); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if during != 19 {
-		t.Errorf("nice inside Run = %d, want 19", during)
+	if during != unix.SCHED_IDLE {
+		t.Errorf("scheduling class inside Run = %d, want SCHED_IDLE (%d)", during, unix.SCHED_IDLE)
 	}
-	if got := nice(t); got != mine {
-		t.Errorf("caller's nice changed from %d to %d", mine, got)
+	if p, n := sched(t); p != myPolicy || n != myNice {
+		t.Errorf("caller's class and nice changed from %d/%d to %d/%d", myPolicy, myNice, p, n)
 	}
-	// The thread f ran on exited: no other goroutine inherits its priority.
+	// The thread f ran on exited: no other goroutine inherits its class.
 	for range 100 {
-		ch := make(chan int)
-		go func() { runtime.LockOSThread(); ch <- nice(t); runtime.UnlockOSThread() }()
-		if n := <-ch; n == 19 {
-			t.Fatal("a later goroutine ran on a thread left at nice 19")
+		ch := make(chan uint32)
+		go func() { runtime.LockOSThread(); p, _ := sched(t); ch <- p; runtime.UnlockOSThread() }()
+		if p := <-ch; p == unix.SCHED_IDLE {
+			t.Fatal("a later goroutine ran on a thread left in SCHED_IDLE")
 		}
 	}
 }
