@@ -81,44 +81,7 @@ func load(src versionFiles, model, version string) (*Bundle, error) {
 	b := &Bundle{Manifest: m}
 	l := loader{model: model, version: version, src: src, files: m.Files, done: map[string]bool{}}
 
-	err = l.read(UserIDsFile, func(r io.Reader, size int64) error {
-		var text strings.Builder // the ids share its one allocation
-		text.Grow(int(size))
-		if _, err := io.Copy(&text, r); err != nil {
-			return err
-		}
-		ids, err := decodeUserIDs(text.String())
-		if err != nil {
-			return err
-		}
-		if len(ids) != m.Users {
-			return fmt.Errorf("has %d ids, the manifest says users=%d", len(ids), m.Users)
-		}
-		b.UserIDs = ids
-		b.userRows, err = checkIDs(len(ids), func(i int) string { return ids[i] })
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
 	if b.UserVectors, err = l.readMatrix(UserVectorsFile, m.Users, m.Dim); err != nil {
-		return nil, err
-	}
-	err = l.read(ItemsFile, func(r io.Reader, size int64) error {
-		// Room for the items the manifest promises, as far as the file can hold
-		// them (a line takes at least 8 bytes).
-		items, err := decodeItems(r, int(min(int64(m.Items), size/8)))
-		if err != nil {
-			return err
-		}
-		if len(items) != m.Items {
-			return fmt.Errorf("has %d items, the manifest says items=%d", len(items), m.Items)
-		}
-		b.Items = items
-		b.itemRows, err = checkIDs(len(items), func(i int) string { return items[i].ID })
-		return err
-	})
-	if err != nil {
 		return nil, err
 	}
 	if b.ItemVectors, err = l.readMatrix(ItemVectorsFile, m.Items, m.Dim); err != nil {
@@ -161,6 +124,46 @@ func load(src versionFiles, model, version string) (*Bundle, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	// The ids and items come last: they are the version's only data with
+	// pointers (a string per id), and a load that allocates the big arrays
+	// first gets its garbage collections over before there are any to mark.
+	err = l.read(UserIDsFile, func(r io.Reader, size int64) error {
+		var text strings.Builder // the ids share its one allocation
+		text.Grow(int(size))
+		if _, err := io.Copy(&text, r); err != nil {
+			return err
+		}
+		ids, err := decodeUserIDs(text.String())
+		if err != nil {
+			return err
+		}
+		if len(ids) != m.Users {
+			return fmt.Errorf("has %d ids, the manifest says users=%d", len(ids), m.Users)
+		}
+		b.UserIDs = ids
+		b.userRows, err = checkIDs(len(ids), func(i int) string { return ids[i] })
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = l.read(ItemsFile, func(r io.Reader, size int64) error {
+		// Room for the items the manifest promises, as far as the file can hold
+		// them (a line takes at least 8 bytes).
+		items, err := decodeItems(r, int(min(int64(m.Items), size/8)))
+		if err != nil {
+			return err
+		}
+		if len(items) != m.Items {
+			return fmt.Errorf("has %d items, the manifest says items=%d", len(items), m.Items)
+		}
+		b.Items = items
+		b.itemRows, err = checkIDs(len(items), func(i int) string { return items[i].ID })
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	// Files the format does not use are verified, not decoded.
 	for _, name := range slices.Sorted(maps.Keys(m.Files)) {

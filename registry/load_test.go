@@ -61,10 +61,18 @@ func TestLoadCorrupt(t *testing.T) {
 		}, UserVectorsFile, "want (5, 4)"},
 		{"manifest users inconsistent", func(v versionDir) {
 			v.manifest(func(m map[string]any) { m["users"] = users - 1 })
-		}, UserIDsFile, "users=4"},
+		}, UserVectorsFile, "want (4, 3)"}, // the first file read that disagrees
 		{"manifest items inconsistent", func(v versionDir) {
 			v.manifest(func(m map[string]any) { m["items"] = items + 1 })
-		}, ItemsFile, "items=8"},
+		}, ItemVectorsFile, "want (8, 3)"},
+		{"an id short", func(v versionDir) {
+			lines := strings.SplitAfter(string(v.read(UserIDsFile)), "\n")
+			v.write(UserIDsFile, []byte(strings.Join(lines[1:], "")), true)
+		}, UserIDsFile, "has 4 ids, the manifest says users=5"},
+		{"an item short", func(v versionDir) {
+			lines := strings.SplitAfter(string(v.read(ItemsFile)), "\n")
+			v.write(ItemsFile, []byte(strings.Join(lines[1:], "")), true)
+		}, ItemsFile, "has 6 items, the manifest says items=7"},
 		{"bad JSON line", func(v versionDir) {
 			lines := strings.Split(string(v.read(ItemsFile)), "\n")
 			lines[1] = `{"id": "x", "available": tru}`

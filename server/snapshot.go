@@ -77,12 +77,12 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 			s.unavailable.add(int32(i))
 		}
 	}
+	b.UserIDs, b.Items = nil, nil // before the index allocates
 	// Sort each user's seen list so requests can binary-search it.
 	for u := range s.userRow.Rows() {
 		slices.Sort(b.Seen(u))
 	}
 	s.buildPopularity()
-	b.UserIDs, b.Items = nil, nil
 	fold := trainer.OptionsFromParams(m.Params)
 	fold.Workers = 1 // a version loads beside live traffic: leave the other cores to it
 	s.folder = trainer.NewFolder(b.ItemVectors, m.Dim, fold)
