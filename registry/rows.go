@@ -6,13 +6,13 @@ import (
 )
 
 // Rows maps a bundle's user or item ids to their rows and back. It keeps its
-// own copy of the ids, back to back in one string with an array of where each
-// ends, and finds a row through an open-addressing table of row numbers, kept
-// at most half full, that compares against the ids themselves. However many
-// ids it holds, it has three pointers: a map from id to row, or a []string,
-// gives the garbage collector one or two per id to mark in every cycle (with
-// a server's version of 1M users and 1M items, 35–49 ms of marking per cycle
-// against 2–5 ms).
+// own copy of the ids, back to back in one string with where each ends, and
+// finds a row through an open-addressing table of row numbers, kept at most
+// half full, that compares against the ids themselves. It holds three
+// pointers however many ids it has, where a map from id to row or a []string
+// gives the garbage collector one or two per id to mark in every cycle (a
+// server with a version of 1M users and 1M items: 35–49 ms of marking per
+// cycle against 2–5 ms).
 type Rows struct {
 	text  string  // the ids, back to back
 	ends  []int   // ends[row]: where id row ends in text

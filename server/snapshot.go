@@ -52,6 +52,7 @@ func (b bitset) add(i int32)           { b[i>>6] |= 1 << (uint32(i) & 63) }
 func (b bitset) contains(i int32) bool { return b[i>>6]&(1<<(uint32(i)&63)) != 0 }
 
 // newSnapshot builds the index and lookup tables for b and warms the index up.
+// The snapshot takes b over: b's UserIDs and Items are dropped (set to nil).
 func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*snapshot, error) {
 	m := b.Manifest
 	s := &snapshot{
