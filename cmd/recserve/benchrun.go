@@ -262,5 +262,6 @@ func versionText(x window) string {
 	return strings.Join(parts, " ")
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
-func mib(b int64) string        { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+func ms(d time.Duration) string   { return fmt.Sprintf("%.2f ms", msf(d)) }
+func msf(d time.Duration) float64 { return float64(d) / 1e6 }
+func mib(b int64) string          { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"time"
@@ -23,12 +24,13 @@ func writeTimeline(path string, samples []sample, events map[string]int64) error
 	}
 	w := bufio.NewWriter(f)
 	fmt.Fprintln(w, "# t_s\trequests\tp50_ms\tp99_ms\tmax_ms\tlag_p99_ms")
+	names := slices.Sorted(maps.Keys(events)) // events of one interval in a fixed order
 	var lat, lag []time.Duration
 	for i := 0; i < len(samples); {
 		from := samples[i].at / int64(timelineStep) * int64(timelineStep)
 		to := from + int64(timelineStep)
-		for name, at := range events {
-			if at >= from && at < to {
+		for _, name := range names {
+			if at := events[name]; at >= from && at < to {
 				fmt.Fprintf(w, "# %s at %.3f s\n", name, float64(at)/1e9)
 			}
 		}
@@ -48,5 +50,3 @@ func writeTimeline(path string, samples []sample, events map[string]int64) error
 	}
 	return f.Close()
 }
-
-func msf(d time.Duration) float64 { return float64(d) / 1e6 }
