@@ -144,14 +144,7 @@ func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef
 			break
 		}
 		// Score the unvisited neighbours in one batch (see dots).
-		s.ids = s.ids[:0]
-		links := h.links(c.id, level, locks, s)
-		s.visited.reserve(len(links))
-		for _, nb := range links {
-			if s.visited.add(nb) {
-				s.ids = append(s.ids, nb)
-			}
-		}
+		s.ids = s.visited.addNew(h.links(c.id, level, locks, s), s.ids[:0])
 		dists := h.distances(s, q, s.ids, locks != nil)
 		for i, nb := range s.ids {
 			d := dists[i]

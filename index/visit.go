@@ -1,6 +1,9 @@
 package index
 
-import "math/bits"
+import (
+	"math/bits"
+	"slices"
+)
 
 // visitSet is the set of nodes one search has reached: open addressing over a
 // power-of-two table of id+1 (0: empty slot), kept at most half full. A
@@ -49,6 +52,40 @@ func (v *visitSet) add(id int32) bool {
 			return false
 		}
 	}
+}
+
+// addNew adds ids (distinct, as in one link list), appends those that were
+// not in the set yet to out and returns it. It grows the table as needed.
+// Whether a link was reached before is a coin toss in a search, so the
+// common cases, an empty slot or the id itself at its first probe, take no
+// branch: the slot is written either way and out's length advances by
+// whether it was empty. Only an id whose first slot holds another takes
+// add's probing loop.
+func (v *visitSet) addNew(ids, out []int32) []int32 {
+	v.reserve(len(ids))
+	k, added := len(out), 0
+	out = slices.Grow(out, len(ids))[:k+len(ids)]
+	for _, id := range ids {
+		i := int(uint32(id) * 0x9E3779B1 >> v.shift)
+		s := v.slots[i]
+		if min(uint32(s), uint32(s^(id+1))) != 0 { // neither empty nor id
+			if v.add(id) {
+				out[k] = id
+				k++
+			}
+			continue
+		}
+		empty := 0
+		if s == 0 {
+			empty = 1
+		}
+		v.slots[i] = id + 1
+		out[k] = id
+		k += empty
+		added += empty
+	}
+	v.n += added
+	return out[:k]
 }
 
 // resize moves the set into a table of size slots (a power of two).
