@@ -1,15 +1,28 @@
 package index
 
-// candidate is a node and its distance to the query (negative inner product).
-type candidate struct {
-	dist float32
-	id   int32
+import "math"
+
+// candidate is a node and its distance to the query (negative inner
+// product), packed so that one unsigned comparison orders candidates by
+// distance, ties by lower id: the distance's bits, mapped to an unsigned
+// key in the same order, above the id. The heaps of a search compare
+// candidates in their inner loops, where a two-field comparison cost
+// branches the processor mispredicts.
+type candidate uint64
+
+// newCandidate packs dist (not NaN) and id (not negative).
+func newCandidate(dist float32, id int32) candidate {
+	b := math.Float32bits(dist)
+	b ^= uint32(int32(b)>>31) | 1<<31 // negative: flip all bits; else: the sign bit
+	return candidate(uint64(b)<<32 | uint64(uint32(id)))
 }
 
-// closer orders candidates by distance, ties by lower id.
-func closer(a, b candidate) bool {
-	return a.dist < b.dist || (a.dist == b.dist && a.id < b.id)
+func (c candidate) dist() float32 {
+	k := uint32(c >> 32)
+	return math.Float32frombits(k ^ (uint32(int32(^k)>>31) | 1<<31))
 }
+
+func (c candidate) id() int32 { return int32(uint32(c)) }
 
 // nearHeap is a binary min-heap of candidates: the closest is at index 0.
 type nearHeap []candidate
@@ -20,7 +33,7 @@ func (h *nearHeap) push(c candidate) {
 	i := len(s) - 1
 	for i > 0 {
 		p := (i - 1) / 2
-		if !closer(c, s[p]) {
+		if c >= s[p] {
 			break
 		}
 		s[i] = s[p]
@@ -45,10 +58,8 @@ func (h *nearHeap) pop() candidate {
 		if c >= n {
 			break
 		}
-		if r := c + 1; r < n && closer(s[r], s[c]) {
-			c = r
-		}
-		if !closer(s[c], last) {
+		c += b2i(s[min(c+1, n-1)] < s[c]) // no branch: the pick is a coin toss
+		if s[c] >= last {
 			break
 		}
 		s[i] = s[c]
@@ -67,7 +78,7 @@ func (h *farHeap) push(c candidate) {
 	i := len(s) - 1
 	for i > 0 {
 		p := (i - 1) / 2
-		if !closer(s[p], c) {
+		if s[p] >= c {
 			break
 		}
 		s[i] = s[p]
@@ -98,16 +109,22 @@ func (h farHeap) replaceTop(c candidate) {
 		if j >= n {
 			break
 		}
-		if r := j + 1; r < n && closer(h[j], h[r]) {
-			j = r
-		}
-		if !closer(c, h[j]) {
+		j += b2i(h[j] < h[min(j+1, n-1)]) // no branch: the pick is a coin toss
+		if c >= h[j] {
 			break
 		}
 		h[i] = h[j]
 		i = j
 	}
 	h[i] = c
+}
+
+// b2i is 1 for true, 0 for false, computed without a branch.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // worse orders results by score, ties by higher ID being worse.

@@ -1,6 +1,8 @@
 package index
 
 import (
+	"cmp"
+	"math"
 	"math/rand"
 	"slices"
 	"testing"
@@ -10,19 +12,45 @@ func randomCandidates(rng *rand.Rand, n int) []candidate {
 	cs := make([]candidate, n)
 	for i := range cs {
 		// Few distinct distances, so ties by id are exercised.
-		cs[i] = candidate{dist: float32(rng.Intn(10)), id: int32(rng.Intn(1000))}
+		cs[i] = newCandidate(float32(rng.Intn(10)-5)/4, int32(rng.Intn(1000)))
 	}
 	return cs
 }
 
+// cmpCandidates orders by distance, then id, from the unpacked fields.
 func cmpCandidates(a, b candidate) int {
-	switch {
-	case closer(a, b):
-		return -1
-	case closer(b, a):
-		return 1
+	return cmp.Or(cmp.Compare(a.dist(), b.dist()), cmp.Compare(a.id(), b.id()))
+}
+
+// TestCandidatePacking checks that a candidate gives back its distance and
+// id, and that comparing packed candidates orders them by distance, ties by
+// lower id, over negative, positive, tiny and infinite distances.
+func TestCandidatePacking(t *testing.T) {
+	rng := rand.New(rand.NewSource(4))
+	dists := []float32{0, -1, 1, 0.5, -0.5, math.SmallestNonzeroFloat32, -math.SmallestNonzeroFloat32,
+		math.MaxFloat32, -math.MaxFloat32, float32(math.Inf(1)), float32(math.Inf(-1))}
+	for range 200 {
+		dists = append(dists, float32(rng.NormFloat64()*10))
 	}
-	return 0
+	ids := []int32{0, 1, 7, math.MaxInt32}
+	var cs []candidate
+	for _, d := range dists {
+		for _, id := range ids {
+			c := newCandidate(d, id)
+			if c.dist() != d || c.id() != id {
+				t.Fatalf("newCandidate(%v, %d) unpacks to %v, %d", d, id, c.dist(), c.id())
+			}
+			cs = append(cs, c)
+		}
+	}
+	for _, a := range cs {
+		for _, b := range cs {
+			want := a.dist() < b.dist() || (a.dist() == b.dist() && a.id() < b.id())
+			if got := a < b; got != want {
+				t.Fatalf("(%v, %d) < (%v, %d) = %v, want %v", a.dist(), a.id(), b.dist(), b.id(), got, want)
+			}
+		}
+	}
 }
 
 func TestNearAndFarHeapOrder(t *testing.T) {
@@ -57,7 +85,7 @@ func TestFarHeapBoundedTopK(t *testing.T) {
 	for _, c := range cs { // as the searches keep their best k
 		if len(far) < k {
 			far.push(c)
-		} else if closer(c, far[0]) {
+		} else if c < far[0] {
 			far.replaceTop(c)
 		}
 	}

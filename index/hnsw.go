@@ -238,13 +238,13 @@ func (b *builder) insert(s *scratch, x int32) {
 		if len(s.sorted) == 0 {
 			continue
 		}
-		cur, curDist = s.sorted[0].id, s.sorted[0].dist
+		cur, curDist = s.sorted[0].id(), s.sorted[0].dist()
 		s.picked = h.selectNeighbors(s.sorted, h.m, s.picked[:0])
 		for _, c := range s.picked {
-			b.link(s, x, c.id, c.dist, l)
+			b.link(s, x, c.id(), c.dist(), l)
 		}
 		for _, c := range s.picked {
-			b.link(s, c.id, x, c.dist, l)
+			b.link(s, c.id(), x, c.dist(), l)
 		}
 	}
 
@@ -274,22 +274,14 @@ func (b *builder) link(s *scratch, from, to int32, d float32, level int) {
 	ids := blk[1 : 1+cnt]
 	s.dists = slices.Grow(s.dists[:0], cnt)[:cnt]
 	dots(h.vec(from), h.vecs, h.dim, ids, s.dists) // rows prefetched together
-	cands := append(s.pruneCands[:0], candidate{dist: d, id: to})
+	cands := append(s.pruneCands[:0], newCandidate(d, to))
 	for i, id := range ids {
-		cands = append(cands, candidate{dist: -s.dists[i], id: id})
+		cands = append(cands, newCandidate(-s.dists[i], id))
 	}
-	slices.SortFunc(cands, func(a, b candidate) int {
-		if closer(a, b) {
-			return -1
-		}
-		if closer(b, a) {
-			return 1
-		}
-		return 0
-	})
+	slices.Sort(cands)
 	picked := h.selectNeighbors(cands, cnt, s.prunePick[:0])
 	for i, c := range picked {
-		blk[1+i] = c.id
+		blk[1+i] = c.id()
 	}
 	blk[0] = int32(len(picked))
 	s.pruneCands, s.prunePick = cands, picked
@@ -307,10 +299,10 @@ func (h *HNSW) selectNeighbors(cands []candidate, m int, out []candidate) []cand
 		if len(out) >= m {
 			break
 		}
-		v := h.vec(c.id)
+		v := h.vec(c.id())
 		keep := true
 		for _, r := range out {
-			if -Dot(v, h.vec(r.id)) < c.dist {
+			if -Dot(v, h.vec(r.id())) < c.dist() {
 				keep = false
 				break
 			}

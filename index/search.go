@@ -55,22 +55,22 @@ func (h *HNSW) searchGraph(q []float32, k, ef int, f Filter) []Result {
 	}
 	s.ids = s.ids[:0]
 	for _, c := range s.far {
-		s.ids = append(s.ids, c.id)
+		s.ids = append(s.ids, c.id())
 	}
 	exact := h.distances(s, q, s.ids, true)
 	s.far = s.far[:0]
 	for i, id := range s.ids {
-		c := candidate{dist: exact[i], id: id}
+		c := newCandidate(exact[i], id)
 		if len(s.far) < k {
 			s.far.push(c)
-		} else if closer(c, s.far[0]) {
+		} else if c < s.far[0] {
 			s.far.replaceTop(c)
 		}
 	}
 	res := make([]Result, k)
 	for i := k - 1; i >= 0; i-- {
 		c := s.far.pop()
-		res[i] = Result{ID: c.id, Score: -c.dist}
+		res[i] = Result{ID: c.id(), Score: -c.dist()}
 	}
 	return res
 }
@@ -132,38 +132,38 @@ func (h *HNSW) links(id int32, level int, locks []sync.Mutex, s *scratch) []int3
 func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef, level int, f Filter, locks []sync.Mutex) {
 	s.visited.reserve(1)
 	s.visited.add(ep)
-	s.near.push(candidate{dist: epDist, id: ep})
+	s.near.push(newCandidate(epDist, ep))
 	bound := float32(math.Inf(1))
 	if f == nil || f(ep) {
-		s.far.push(candidate{dist: epDist, id: ep})
+		s.far.push(newCandidate(epDist, ep))
 		bound = epDist
 	}
 	for len(s.near) > 0 {
 		c := s.near.pop()
-		if c.dist > bound && (len(s.far) >= ef || f == nil) {
+		if c.dist() > bound && (len(s.far) >= ef || f == nil) {
 			break
 		}
 		// Score the unvisited neighbours in one batch (see dots).
-		s.ids = s.visited.addNew(h.links(c.id, level, locks, s), s.ids[:0])
+		s.ids = s.visited.addNew(h.links(c.id(), level, locks, s), s.ids[:0])
 		dists := h.distances(s, q, s.ids, locks != nil)
 		for i, nb := range s.ids {
 			d := dists[i]
 			if len(s.far) >= ef && d >= bound {
 				continue
 			}
-			s.near.push(candidate{dist: d, id: nb})
+			s.near.push(newCandidate(d, nb))
 			if level == 0 && locks == nil {
 				// nb may be expanded soon: fetch its links meanwhile.
 				b := h.block(nb, 0)
 				prefetch(&b[0], len(b))
 			}
 			if f == nil || f(nb) {
-				if c := (candidate{dist: d, id: nb}); len(s.far) < ef {
+				if c := newCandidate(d, nb); len(s.far) < ef {
 					s.far.push(c)
 				} else { // d < bound: nb is closer than the farthest
 					s.far.replaceTop(c)
 				}
-				bound = s.far[0].dist
+				bound = s.far[0].dist()
 			}
 		}
 	}

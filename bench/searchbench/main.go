@@ -16,7 +16,9 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -33,6 +35,7 @@ func main() {
 	k := flag.Int("k", 20, "results per search")
 	ef := flag.Int("ef", 0, "efSearch (0: the graph's own)")
 	exact := flag.Int("exact", 300, "users whose results are checked against exact search")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed passes to this file")
 	flag.Parse()
 	reg, err := registry.Open(*root)
 	if err != nil {
@@ -57,6 +60,15 @@ func main() {
 	}
 	runtime.LockOSThread()
 	runtime.GC()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+	}
 	best := 0.0
 	for range *reps {
 		start := threadCPU()
@@ -65,6 +77,7 @@ func main() {
 		}
 		best = max(best, float64(*queries)/(threadCPU()-start).Seconds())
 	}
+	pprof.StopCPUProfile()
 	ex, err := index.Build(b.ItemVectors, dim, index.Options{Kind: index.KindExact})
 	if err != nil {
 		log.Fatal(err)
