@@ -14,6 +14,7 @@ type itemFilter struct {
 	excludeCat         []bool // nil: none
 	excludeItems       map[int32]struct{}
 	seen               []int32 // training items of the user, excluded (sorted)
+	seenBits           uint64  // bit row%64 set for each row in seen: most rows skip the search
 	self               int32   // query item excluded from SimilarItems, or -1
 	includeUnavailable bool
 }
@@ -60,6 +61,14 @@ func (f *itemFilter) excludeOnline(seen map[string]struct{}) {
 	}
 }
 
+// excludeSeen excludes the user's training items, rows sorted.
+func (f *itemFilter) excludeSeen(rows []int32) {
+	f.seen = rows
+	for _, r := range rows {
+		f.seenBits |= 1 << (uint32(r) % 64)
+	}
+}
+
 // allow reports whether item row id passes every rule.
 func (f *itemFilter) allow(id int32) bool {
 	if id == f.self {
@@ -82,7 +91,7 @@ func (f *itemFilter) allow(id int32) bool {
 			return false
 		}
 	}
-	if len(f.seen) > 0 {
+	if f.seenBits>>(uint32(id)%64)&1 != 0 {
 		if _, ok := slices.BinarySearch(f.seen, id); ok {
 			return false
 		}

@@ -232,7 +232,7 @@ func (s *snapshot) recommend(q userQuery, n int, filter *recservev1.Filter) ([]*
 	switch {
 	case known:
 		if !q.includeSeen {
-			f.seen = s.bundle.Seen(int(u))
+			f.excludeSeen(s.bundle.Seen(int(u)))
 		}
 		return s.scored(s.items.Search(s.userVector(u), n, f.fn())), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_MODEL
 	case len(q.online.Recent) > 0:

@@ -1,0 +1,20 @@
+package server
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestFilterExcludesSeen checks that exactly the seen rows are refused,
+// including rows that share a bit of the seen mask with seen ones.
+func TestFilterExcludesSeen(t *testing.T) {
+	for _, seen := range [][]int32{nil, {5}, {3, 67, 130, 131, 999}} {
+		f := &itemFilter{s: &snapshot{}, self: -1, includeUnavailable: true}
+		f.excludeSeen(seen)
+		for id := range int32(1100) {
+			if got, want := f.allow(id), !slices.Contains(seen, id); got != want {
+				t.Errorf("seen %v: allow(%d) = %v, want %v", seen, id, got, want)
+			}
+		}
+	}
+}
