@@ -171,6 +171,7 @@ func ReadHNSW(r io.Reader, vectors []float32, dim int) (*HNSW, error) {
 		return nil, err
 	}
 	h.codes = quantize(vectors, dim)
+	h.adviseHugePages()
 	return h, nil
 }
 

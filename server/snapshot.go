@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/recserve/recserve/index"
+	"github.com/recserve/recserve/internal/hugepage"
 	"github.com/recserve/recserve/registry"
 	"github.com/recserve/recserve/trainer"
 )
@@ -78,7 +79,8 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 			s.unavailable.add(int32(i))
 		}
 	}
-	b.UserIDs, b.Items = nil, nil // before the index allocates
+	b.UserIDs, b.Items = nil, nil      // before the index allocates
+	_ = hugepage.Advise(b.UserVectors) // each request reads one row at random: a hint
 	// Sort each user's seen list so requests can binary-search it.
 	for u := range s.userRow.Rows() {
 		slices.Sort(b.Seen(u))
