@@ -97,6 +97,13 @@ func (c *codes) dists(q16 []int16, f float32, ids []int32, tmp []int32, out []fl
 	}
 }
 
+// prefetch asks for the cache lines of rows ids: a hint.
+func (c *codes) prefetch(ids []int32) {
+	if len(ids) > 0 {
+		prefetchRows(unsafe.Pointer(&c.data[0]), c.stride, c.width, &ids[0], len(ids))
+	}
+}
+
 // dotsI8 sets out[i] to the integer dot product of q with the len(q) codes
 // at row ids[i] (stride bytes apart) of data. len(q) is a multiple of 16;
 // every row is in bounds (see dots); queryMax keeps the sums within int32.

@@ -146,6 +146,11 @@ func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef
 		// Score the unvisited neighbours in one batch (see dots).
 		s.ids = s.visited.addNew(h.links(c.id(), level, locks, s), s.ids[:0])
 		dists := h.distances(s, q, s.ids, locks != nil)
+		if level == 0 && locks == nil && len(s.near) > 0 {
+			// The best waiting node is often the next expanded: fetch the
+			// codes of its links while this batch is merged.
+			h.codes.prefetch(h.neighbors(s.near[0].id(), 0))
+		}
 		for i, nb := range s.ids {
 			d := dists[i]
 			if len(s.far) >= ef && d >= bound {
