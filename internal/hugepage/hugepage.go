@@ -13,8 +13,9 @@ const size = 2 << 20
 // Advise asks for huge pages under the whole huge pages inside s and
 // collapses those already backed by small pages, keeping the contents. The
 // partial pages at either end, which other objects may share, are left
-// alone. It is a hint: where huge pages are unsupported or disabled it
-// does nothing and reports why; callers may ignore the error.
+// alone. It is a hint: where huge pages are unsupported or disabled
+// (transparent_hugepage/enabled is "never") it does nothing and reports
+// why; callers may ignore the error.
 func Advise[T any](s []T) error {
 	if len(s) == 0 {
 		return nil

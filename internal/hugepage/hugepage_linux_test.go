@@ -1,0 +1,58 @@
+package hugepage
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// TestAdviseBacksWithHugePages checks, where the kernel offers transparent
+// huge pages, that an advised array ends up backed by them.
+func TestAdviseBacksWithHugePages(t *testing.T) {
+	if disabled() {
+		t.Skip("transparent huge pages are not available here")
+	}
+	b := bytes.Repeat([]byte{1}, 8*size) // at least three whole huge pages
+	before := anonHuge(t, b)
+	if err := Advise(b); err != nil {
+		t.Fatal(err)
+	}
+	if after := anonHuge(t, b); after < before+3*size/1024 {
+		t.Errorf("AnonHugePages of the mapping: %d kB before, %d kB after, want 3 huge pages more", before, after)
+	}
+	if bytes.Count(b, []byte{1}) != len(b) {
+		t.Error("contents changed")
+	}
+}
+
+// anonHuge returns the AnonHugePages (kB) of the mapping that holds the
+// middle of b.
+func anonHuge(t *testing.T, b []byte) int {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	addr := uintptr(unsafe.Pointer(&b[len(b)/2])) // inside the advised part, which madvise may split into a mapping of its own
+	in := false
+	for sc := bufio.NewScanner(f); sc.Scan(); {
+		line := sc.Text()
+		if f := strings.Fields(line); len(f) > 0 && !strings.HasSuffix(f[0], ":") { // a mapping's first line
+			var lo, hi uintptr
+			_, err := fmt.Sscanf(f[0], "%x-%x", &lo, &hi)
+			in = err == nil && lo <= addr && addr < hi
+			continue
+		}
+		var kb int
+		if _, err := fmt.Sscanf(line, "AnonHugePages: %d kB", &kb); err == nil && in {
+			return kb
+		}
+	}
+	t.Fatal("no mapping holds the slice")
+	return 0
+}
