@@ -3,6 +3,9 @@ package registry
 import (
 	"hash/maphash"
 	"strings"
+	"unsafe"
+
+	"github.com/recserve/recserve/internal/hugepage"
 )
 
 // Rows maps a bundle's user or item ids to their rows and back. It keeps its
@@ -91,3 +94,12 @@ func (r *Rows) Len() int { return r.n }
 
 // Rows returns the number of rows, repeated ids included.
 func (r *Rows) Rows() int { return len(r.ends) }
+
+// AdviseHugePages asks for huge pages under the table, the ends and the
+// text (see hugepage): a server looks ids up at random, every request. A
+// hint; Rows built only to check ids need not.
+func (r *Rows) AdviseHugePages() {
+	_ = hugepage.Advise(r.slots)
+	_ = hugepage.Advise(r.ends)
+	_ = hugepage.Advise(unsafe.Slice(unsafe.StringData(r.text), len(r.text)))
+}
