@@ -9,8 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// disabled reports whether the host's operator turned transparent huge
-// pages off, which MADV_COLLAPSE would otherwise ignore.
+// disabled reports whether the host has no transparent huge pages or its
+// operator turned them off, which MADV_COLLAPSE would otherwise ignore.
 var disabled = sync.OnceValue(func() bool {
 	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
 	return err != nil || strings.Contains(string(b), "[never]")
@@ -18,7 +18,7 @@ var disabled = sync.OnceValue(func() bool {
 
 func advise(b []byte) error {
 	if disabled() {
-		return errors.New("hugepage: transparent huge pages are disabled on this host")
+		return errors.New("hugepage: transparent huge pages are unavailable or disabled on this host")
 	}
 	if err := unix.Madvise(b, unix.MADV_HUGEPAGE); err != nil {
 		return err

@@ -42,9 +42,9 @@ func anonHuge(t *testing.T, b []byte) int {
 	in := false
 	for sc := bufio.NewScanner(f); sc.Scan(); {
 		line := sc.Text()
-		if f := strings.Fields(line); len(f) > 0 && !strings.HasSuffix(f[0], ":") { // a mapping's first line
+		if fields := strings.Fields(line); len(fields) > 0 && !strings.HasSuffix(fields[0], ":") { // a mapping's first line
 			var lo, hi uintptr
-			_, err := fmt.Sscanf(f[0], "%x-%x", &lo, &hi)
+			_, err := fmt.Sscanf(fields[0], "%x-%x", &lo, &hi)
 			in = err == nil && lo <= addr && addr < hi
 			continue
 		}
