@@ -147,25 +147,6 @@ func TestGCPercent(t *testing.T) {
 	}
 }
 
-func TestScheduleOpenLoop(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	due := make(chan int64, 10)
-	start := time.Now()
-	go schedule(ctx, start, 2000, due)
-	for i := range int64(100) {
-		at := <-due
-		if at != i*500_000 {
-			t.Fatalf("request %d due at %d ns, want %d", i, at, i*500_000)
-		}
-		if now := time.Since(start).Nanoseconds(); now < at {
-			t.Fatalf("request %d handed out at %d ns, before it was due (%d)", i, now, at)
-		}
-	}
-	cancel()
-	for range due { // schedule closes due once ctx is done
-	}
-}
-
 func TestBenchServeOpenLoop(t *testing.T) {
 	t.Setenv("RECSERVE_TEST_MAIN", "1")
 	cfg := benchConfig{

@@ -3,15 +3,15 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 )
@@ -27,108 +27,199 @@ type sample struct {
 	short         bool // fewer items than asked for
 }
 
-// loadGen drives Recommend traffic. In a closed loop (rate 0) each worker sends
-// its next request as soon as the previous one returns. In an open loop,
-// requests are due at a fixed rate whatever the answers' speed; a worker takes
-// the next due request when it is free, and latency counts from when the
-// request was due, so time spent waiting for a free worker is included
-// (no coordinated omission).
+// loadGen drives Recommend traffic over h2conns. In a closed loop (rate 0)
+// each of workers requests in flight is followed by the next as soon as it
+// is answered, on the connection's reader goroutine. In an open loop,
+// requests are due at a fixed rate whatever the answers' speed and are sent
+// when due while fewer than workers are in flight, else as soon as an answer
+// frees a place; latency counts from when the request was due, so time spent
+// waiting for a place is included (no coordinated omission).
 type loadGen struct {
-	conns   []*grpc.ClientConn
 	users   int
 	n       int32
 	timeout time.Duration
-	workers int
+	workers int     // requests in flight at most
 	rate    float64 // requests per second; 0: closed loop
 	// newVersion, when set, is watched for: the first response from it is recorded.
 	newVersion string
 	firstNew   atomic.Int64 // completion time (ns since start) of the first such response, or 0
-	samples    [][]sample   // one list per worker, written only by it; set before run
+	conns      []*h2conn
+	start      time.Time
+
+	mu       sync.Mutex
+	samples  []sample
+	inflight int
+	backlog  []int64 // due times of open-loop requests waiting for a place, oldest first
+	stopping bool
+	idle     chan struct{} // closed when stopping and nothing is in flight
+	version  string        // the last version seen, shared by its samples
 }
 
-// run sends requests until ctx is done and returns every worker's samples.
+// dial opens n connections to the server at addr.
+func (g *loadGen) dial(addr string, n int) error {
+	for range n {
+		c, err := dialH2(addr, recservev1.RecommendService_Recommend_FullMethodName, g.timeout, g.now, g.done)
+		if err != nil {
+			g.close()
+			return err
+		}
+		g.conns = append(g.conns, c)
+	}
+	return nil
+}
+
+// close closes the connections, failing what is still in flight.
+func (g *loadGen) close() {
+	for _, c := range g.conns {
+		c.close(codes.DeadlineExceeded)
+	}
+}
+
+// run sends requests from start until ctx is done, waits up to the timeout
+// for those in flight, closes the connections and returns every request's
+// sample, by start time (ns since start).
 func (g *loadGen) run(ctx context.Context, start time.Time) []sample {
-	var due chan int64
+	g.start, g.idle = start, make(chan struct{})
 	if g.rate > 0 {
-		due = make(chan int64, max(int(g.rate), g.workers)) // a second of requests can wait for a worker
-		go schedule(ctx, start, g.rate, due)
+		g.schedule(ctx)
+	} else {
+		g.mu.Lock()
+		g.inflight = g.workers
+		g.mu.Unlock()
+		for i := range g.workers {
+			g.send(g.conns[i%len(g.conns)], -1, true)
+		}
+		<-ctx.Done()
 	}
-	var wg sync.WaitGroup
-	for w := range g.workers {
-		wg.Go(func() { g.worker(ctx, start, w, due) })
+	g.mu.Lock()
+	g.stopping, g.backlog = true, nil
+	g.settle()
+	g.mu.Unlock()
+	select {
+	case <-g.idle:
+	case <-time.After(g.timeout + time.Second):
 	}
-	wg.Wait()
-	return g.collect()
+	g.close()
+	slices.SortFunc(g.samples, func(a, b sample) int { return cmp.Compare(a.at, b.at) })
+	return g.samples
 }
 
-// schedule sends the due time (ns since start) of request i, start + i/rate,
-// once it has come, until ctx is done; then it closes due.
-func schedule(ctx context.Context, start time.Time, rate float64, due chan<- int64) {
-	defer close(due)
+// schedule makes request i due at start + i/rate until ctx is done. The
+// requests that fell due while it waited go out together, in one write per
+// connection.
+func (g *loadGen) schedule(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	for i := 0.0; ; i++ {
-		at := int64(i * 1e9 / rate)
-		if wait := at - time.Since(start).Nanoseconds(); wait > 0 {
-			timer.Reset(time.Duration(wait))
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
+	next := 0
+	for i := 0.0; ; {
+		for now := g.now(); ; i++ {
+			at := int64(i * 1e9 / g.rate)
+			if at > now {
+				timer.Reset(time.Duration(at - now))
+				break
 			}
+			g.mu.Lock()
+			free := g.inflight < g.workers
+			if free {
+				g.inflight++
+			} else {
+				g.backlog = append(g.backlog, at)
+			}
+			g.mu.Unlock()
+			if free {
+				g.send(g.conns[next%len(g.conns)], at, false)
+				next++
+			}
+		}
+		for _, c := range g.conns {
+			c.flush()
 		}
 		select {
-		case due <- at:
 		case <-ctx.Done():
 			return
+		case <-timer.C:
 		}
 	}
 }
 
-// collect returns every worker's samples, by start time.
-func (g *loadGen) collect() []sample {
-	var all []sample
-	for _, l := range g.samples {
-		all = append(all, l...)
-	}
-	slices.SortFunc(all, func(a, b sample) int { return cmp.Compare(a.at, b.at) })
-	return all
-}
+func (g *loadGen) now() int64 { return time.Since(g.start).Nanoseconds() }
 
-// worker sends requests until ctx is done: back to back, or one per due time
-// received from due (open loop) until it is closed.
-func (g *loadGen) worker(ctx context.Context, start time.Time, w int, due <-chan int64) {
-	conn := g.conns[w%len(g.conns)]
-	codec := grpc.ForceCodecV2(benchCodec{})
-	var reply benchReply
-	rng := rand.New(rand.NewPCG(uint64(w), 7))
+// send sends a request for a random user on c (see h2conn.send), due at at
+// (-1: now, closed loop). A request that cannot be sent fails at once and
+// gives up its place.
+func (g *loadGen) send(c *h2conn, at int64, flush bool) {
 	n := g.n
-	for ctx.Err() == nil {
-		req := &recservev1.RecommendRequest{UserId: benchUserID(rng.IntN(g.users)), N: &n}
-		var at int64 // when the request was due (open loop) or sent (closed loop)
-		if due != nil {
-			var ok bool
-			if at, ok = <-due; !ok {
-				return
-			}
+	req := &recservev1.RecommendRequest{UserId: benchUserID(rand.IntN(g.users)), N: &n}
+	// The message after gRPC's prefix: not compressed, and its length.
+	msg, err := proto.MarshalOptions{}.MarshalAppend(make([]byte, 5, 32), req)
+	if err != nil {
+		panic(err) // a RecommendRequest always marshals
+	}
+	binary.BigEndian.PutUint32(msg[1:5], uint32(len(msg)-5))
+	sent := g.now()
+	if at < 0 {
+		at = sent
+	}
+	if err := c.send(at, sent, msg, flush); err != nil {
+		g.mu.Lock()
+		g.samples = append(g.samples, sample{at: at, took: g.now() - at, lag: sent - at, code: codes.Unavailable})
+		g.inflight--
+		g.settle()
+		g.mu.Unlock()
+	}
+}
+
+// done records a finished call and, unless the load is stopping, sends the
+// next request in its place: a new one (closed loop) or the oldest waiting.
+func (g *loadGen) done(c *h2conn, cl *call) {
+	t := g.now()
+	s := sample{at: cl.at, took: t - cl.at, lag: cl.sent - cl.at, code: cl.code}
+	var reply benchReply
+	if s.code == codes.OK {
+		if err := reply.decode(cl.msg); err != nil {
+			s.code = codes.Internal
+		} else {
+			s.short = reply.items < int(g.n)
 		}
-		sent := time.Now()
-		if due == nil {
-			at = sent.Sub(start).Nanoseconds()
+	}
+	g.mu.Lock()
+	if s.code == codes.OK {
+		if string(reply.version) != g.version {
+			g.version = string(reply.version)
 		}
-		rctx, cancel := context.WithTimeout(context.Background(), g.timeout)
-		err := conn.Invoke(rctx, recservev1.RecommendService_Recommend_FullMethodName, req, &reply, codec)
-		cancel()
-		t1 := time.Now()
-		s := sample{at: at, took: t1.Sub(start).Nanoseconds() - at, lag: sent.Sub(start).Nanoseconds() - at, code: status.Code(err)}
-		if err == nil {
-			s.version = reply.version
-			s.short = reply.items < int(n)
-			if g.newVersion != "" && s.version == g.newVersion {
-				g.firstNew.CompareAndSwap(0, t1.Sub(start).Nanoseconds())
-			}
+		s.version = g.version
+		if g.newVersion != "" && s.version == g.newVersion {
+			g.firstNew.CompareAndSwap(0, t)
 		}
-		g.samples[w] = append(g.samples[w], s)
+	}
+	g.samples = append(g.samples, s)
+	next := int64(-2) // none
+	switch {
+	case g.stopping:
+	case g.rate == 0:
+		next = -1
+	case len(g.backlog) > 0:
+		next, g.backlog = g.backlog[0], g.backlog[1:]
+	}
+	if next == -2 {
+		g.inflight--
+		g.settle()
+	}
+	g.mu.Unlock()
+	if next != -2 {
+		g.send(c, next, false) // c's reader flushes it
+	}
+}
+
+// settle closes idle once the load is stopping and nothing is in flight;
+// g.mu is held.
+func (g *loadGen) settle() {
+	if g.stopping && g.inflight == 0 {
+		select {
+		case <-g.idle:
+		default:
+			close(g.idle)
+		}
 	}
 }
 
