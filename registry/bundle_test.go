@@ -36,6 +36,7 @@ func TestValidate(t *testing.T) {
 		{"empty user id", func(b *Bundle) { b.UserIDs[1] = "" }, "UserIDs"},
 		{"user id with tab", func(b *Bundle) { b.UserIDs[1] = "a\tb" }, "UserIDs"},
 		{"user id with LF", func(b *Bundle) { b.UserIDs[1] = "a\nb" }, "UserIDs"},
+		{"user id ending in CR", func(b *Bundle) { b.UserIDs[1] = "ab\r" }, "UserIDs"},
 		{"user id not UTF-8", func(b *Bundle) { b.UserIDs[1] = "\xff" }, "UserIDs"},
 		{"duplicate user id", func(b *Bundle) { b.UserIDs[3] = b.UserIDs[0] }, "duplicate"},
 		{"duplicate item id", func(b *Bundle) { b.Items[5].ID = b.Items[2].ID }, "Items"},
@@ -180,6 +181,17 @@ func TestReorderItems(t *testing.T) {
 	for name, bad := range map[string][]int32{"short": order[1:], "repeated": {0, 0, 7, 1, 6, 2, 5, 3, 4}, "out of range": {9, 0, 7, 1, 6, 2, 5, 3, 4}} {
 		if err := b.ReorderItems(bad); err == nil {
 			t.Errorf("%s order accepted", name)
+		}
+	}
+}
+
+func TestHasBreak(t *testing.T) {
+	for s, want := range map[string]bool{
+		"": false, "u0000001": false, "é\x0b\x0c\x1f~": false,
+		"\t": true, "a\nb": true, "ab\r": true, "\x00\t": true,
+	} {
+		if got := hasBreak(s); got != want {
+			t.Errorf("hasBreak(%q) = %v, want %v", s, got, want)
 		}
 	}
 }
