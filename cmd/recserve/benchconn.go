@@ -60,7 +60,10 @@ type call struct {
 
 const (
 	connWindow   = 1 << 30 // connection flow-control window opened to the server
-	windowRefill = 1 << 20 // response bytes after which the window is topped up
+	windowRefill = 1 << 20 // response bytes after which it is topped up
+	// streamWindow is each stream's window: a stream carries one answer,
+	// and it is never topped up.
+	streamWindow = 1 << 30
 )
 
 var errGoAway = errors.New("the server sent GOAWAY")
@@ -81,7 +84,7 @@ func dialH2(addr, method string, timeout time.Duration, now func() int64, done f
 	c.fr.SetReuseFrames()
 	c.head = requestHeaders(addr, method, timeout)
 	c.bw.WriteString(http2.ClientPreface)
-	err = c.fr.WriteSettings()
+	err = c.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: streamWindow})
 	if err == nil {
 		err = c.fr.WriteWindowUpdate(0, connWindow)
 	}

@@ -208,3 +208,20 @@ func TestLoadGenWaitsForAPlace(t *testing.T) {
 		}
 	}
 }
+
+func TestH2ConnLargeAnswer(t *testing.T) {
+	addr, _ := startEcho(t, 0)
+	c, results := dialEcho(t, addr, 10*time.Second)
+	// ~100 KB: more than HTTP/2's default stream window of 64 KiB.
+	if err := c.send(0, c.now(), requestMsg(t, "big", 5000), true); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-results:
+		if r.code != codes.OK || r.items != 5000 {
+			t.Errorf("%v, %d items; want OK, 5000", r.code, r.items)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer in 5 s: the stream's flow-control window stalled it")
+	}
+}
