@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -70,6 +71,9 @@ func runBench(ctx context.Context, args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	if err := cfg.checkLoad(); err != nil {
+		return err
+	}
 	stop, err := startCPUProfile(*cpuProfile)
 	if err != nil {
 		return err
@@ -77,6 +81,23 @@ func runBench(ctx context.Context, args []string) error {
 	defer stop()
 	_, err = benchServe(ctx, cfg, os.Stdout)
 	return err
+}
+
+// checkLoad rejects load settings the load generator cannot run.
+func (cfg benchConfig) checkLoad() error {
+	switch {
+	case cfg.conns < 1:
+		return fmt.Errorf("bench serve: -conns is %d, want at least 1", cfg.conns)
+	case cfg.concurrency < 1:
+		return fmt.Errorf("bench serve: -concurrency is %d, want at least 1", cfg.concurrency)
+	case !(cfg.rate >= 0) || math.IsInf(cfg.rate, 1):
+		return fmt.Errorf("bench serve: -rate is %v, want 0 (closed loop) or a positive number", cfg.rate)
+	case cfg.n < 1:
+		return fmt.Errorf("bench serve: -n is %d, want at least 1", cfg.n)
+	case cfg.timeout <= 0:
+		return fmt.Errorf("bench serve: -timeout is %v, want more than 0", cfg.timeout)
+	}
+	return nil
 }
 
 // benchStage publishes version 1 (and, for -swap, version 2) of the synthetic

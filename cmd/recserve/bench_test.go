@@ -170,3 +170,22 @@ func TestBenchServeOpenLoop(t *testing.T) {
 		t.Errorf("report does not name the open loop:\n%s", out.String())
 	}
 }
+
+func TestBenchLoadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // in the error
+	}{
+		{[]string{"-conns", "0"}, "-conns is 0"},
+		{[]string{"-concurrency", "0"}, "-concurrency is 0"},
+		{[]string{"-rate", "-5"}, "-rate is -5"},
+		{[]string{"-rate", "NaN"}, "-rate is NaN"},
+		{[]string{"-n", "0"}, "-n is 0"},
+		{[]string{"-timeout", "0s"}, "-timeout is 0s"},
+	} {
+		err := runBench(context.Background(), append([]string{"serve"}, tc.args...))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("bench serve %v: %v, want an error naming %q", tc.args, err, tc.want)
+		}
+	}
+}
