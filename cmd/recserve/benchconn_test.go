@@ -162,15 +162,22 @@ func TestH2ConnErrors(t *testing.T) {
 	}
 }
 
-func TestLoadGenOpenLoop(t *testing.T) {
-	addr, _ := startEcho(t, 0)
-	g := &loadGen{users: 100, n: 5, timeout: 10 * time.Second, workers: 8, rate: 2000}
-	if err := g.dial(addr, 2); err != nil {
+// runLoad runs g for d against an echo server answering after delay, over
+// conns connections, and returns its samples.
+func runLoad(t *testing.T, g *loadGen, delay time.Duration, conns int, d time.Duration) []sample {
+	t.Helper()
+	addr, _ := startEcho(t, delay)
+	if err := g.dial(addr, conns); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	samples := g.run(ctx, time.Now())
+	return g.run(ctx, time.Now())
+}
+
+func TestLoadGenOpenLoop(t *testing.T) {
+	g := &loadGen{users: 100, n: 5, timeout: 10 * time.Second, workers: 8, rate: 2000}
+	samples := runLoad(t, g, 0, 2, 200*time.Millisecond)
 	// Request i is due at i x 0.5 ms, and the ~400 due in 200 ms are all sent
 	// and answered, none before it was due.
 	if len(samples) < 200 || len(samples) > 410 {
@@ -184,16 +191,10 @@ func TestLoadGenOpenLoop(t *testing.T) {
 }
 
 func TestLoadGenWaitsForAPlace(t *testing.T) {
-	addr, _ := startEcho(t, 80*time.Millisecond)
 	// One place and answers slower than requests fall due: those due
 	// meanwhile wait, and their latency counts from when they were due.
 	g := &loadGen{users: 1, n: 1, timeout: 10 * time.Second, workers: 1, rate: 50}
-	if err := g.dial(addr, 1); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	samples := g.run(ctx, time.Now())
+	samples := runLoad(t, g, 80*time.Millisecond, 1, 300*time.Millisecond)
 	if len(samples) < 2 || len(samples) > 5 {
 		t.Fatalf("%d samples, want up to 4 answers of 80 ms in 300 ms, one at a time", len(samples))
 	}
