@@ -142,32 +142,21 @@ func readRaw(t *testing.T, e *Embedded, n int) []*kgo.Record {
 	return recs
 }
 
-// offsets returns the sum over partitions of the group's committed offsets and
-// of the topic's end offsets.
+// offsets returns the group's committed offsets and the topic's end
+// offsets, each summed over partitions (see LagReader.Offsets).
 func offsets(t *testing.T, e *Embedded, group string) (committed, end int64) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...))
+	r, err := NewLagReader(e.Addrs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer r.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	got, err := adm.FetchOffsets(ctx, group)
+	committed, end, err = r.Offsets(ctx, group, testTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got.Each(func(o kadm.OffsetResponse) {
-		if o.Topic == testTopic && o.At > 0 {
-			committed += o.At
-		}
-	})
-	ends, err := adm.ListEndOffsets(ctx, testTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ends.Each(func(o kadm.ListedOffset) { end += o.Offset })
 	return committed, end
 }
 

@@ -47,5 +47,32 @@ func (r *LagReader) Lag(ctx context.Context, group string) ([]PartitionLag, erro
 	return out, nil
 }
 
+// Offsets returns the sum over topic's partitions of the group's committed
+// offsets (partitions it has not committed count 0) and of their end
+// offsets: equal once the group has consumed and committed everything.
+func (r *LagReader) Offsets(ctx context.Context, group, topic string) (committed, end int64, err error) {
+	got, err := r.adm.FetchOffsets(ctx, group)
+	if err == nil {
+		err = got.Error()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: offsets of group %s: %v", ErrUnavailable, group, err)
+	}
+	got.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic && o.At > 0 {
+			committed += o.At
+		}
+	})
+	ends, err := r.adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: end offsets of %s: %v", ErrUnavailable, topic, err)
+	}
+	ends.Each(func(o kadm.ListedOffset) { end += o.Offset })
+	return committed, end, nil
+}
+
 // Close closes the connections.
 func (r *LagReader) Close() { r.cl.Close() }

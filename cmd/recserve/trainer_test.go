@@ -24,8 +24,6 @@ import (
 	"github.com/recserve/recserve/registry"
 	"github.com/recserve/recserve/sampledata"
 	"github.com/recserve/recserve/trainer"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -90,32 +88,21 @@ func sampleEvents(t *testing.T, data *sampledata.Data) []*recservev1.Event {
 	return evs
 }
 
-// offsets returns the sum over partitions of the group's committed offsets and
-// of the topic's end offsets.
+// offsets returns the group's committed offsets and the topic's end
+// offsets, each summed over partitions (see LagReader.Offsets).
 func offsets(t *testing.T, e *events.Embedded, group string) (committed, end int64) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...))
+	r, err := events.NewLagReader(e.Addrs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer r.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	got, err := adm.FetchOffsets(ctx, group)
+	committed, end, err = r.Offsets(ctx, group, trainerTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got.Each(func(o kadm.OffsetResponse) {
-		if o.Topic == trainerTopic && o.At > 0 {
-			committed += o.At
-		}
-	})
-	ends, err := adm.ListEndOffsets(ctx, trainerTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ends.Each(func(o kadm.ListedOffset) { end += o.Offset })
 	return committed, end
 }
 
