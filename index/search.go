@@ -156,17 +156,18 @@ func (h *HNSW) searchLayer(s *scratch, q []float32, ep int32, epDist float32, ef
 			if len(s.far) >= ef && d >= bound {
 				continue
 			}
-			s.near.push(newCandidate(d, nb))
+			cand := newCandidate(d, nb)
+			s.near.push(cand)
 			if level == 0 && locks == nil {
 				// nb may be expanded soon: fetch its links meanwhile.
 				b := h.block(nb, 0)
 				prefetch(&b[0], len(b))
 			}
 			if f == nil || f(nb) {
-				if c := newCandidate(d, nb); len(s.far) < ef {
-					s.far.push(c)
+				if len(s.far) < ef {
+					s.far.push(cand)
 				} else { // d < bound: nb is closer than the farthest
-					s.far.replaceTop(c)
+					s.far.replaceTop(cand)
 				}
 				bound = s.far[0].dist()
 			}
