@@ -145,12 +145,18 @@ func (c *h2conn) send(at, sent int64, msg []byte, flush bool) error {
 		err = c.bw.Flush()
 	}
 	if err != nil {
-		// The reader fails this call with the others once the close
-		// reaches it.
-		c.err = err
-		c.nc.Close()
+		c.broken(err) // the reader fails this call with the others
 	}
 	return nil
+}
+
+// broken records a write error and closes the connection, so that the
+// reader fails the pending calls; c.mu is held.
+func (c *h2conn) broken(err error) {
+	if c.err == nil || c.err == errGoAway {
+		c.err = err
+	}
+	c.nc.Close()
 }
 
 // close stops new calls and fails the pending ones with code; the reader
@@ -223,8 +229,8 @@ func (c *h2conn) read() {
 func (c *h2conn) write(frame func() error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := frame(); err != nil && c.err == nil {
-		c.err = err
+	if err := frame(); err != nil {
+		c.broken(err)
 	}
 }
 
@@ -235,17 +241,13 @@ func (c *h2conn) flush() {
 	if c.bw.Buffered() == 0 {
 		return
 	}
-	if err := c.bw.Flush(); err != nil && c.err == nil {
-		// The reader fails the pending calls once the close reaches it.
-		c.err = err
-		c.nc.Close()
+	if err := c.bw.Flush(); err != nil {
+		c.broken(err)
 	}
 }
 
 func (c *h2conn) headers(f *http2.MetaHeadersFrame) {
-	c.mu.Lock()
-	cl := c.pending[f.StreamID]
-	c.mu.Unlock()
+	cl := c.lookup(f.StreamID)
 	if cl == nil {
 		return
 	}
@@ -272,9 +274,7 @@ func (c *h2conn) data(f *http2.DataFrame) {
 		c.unacked = 0
 		c.write(func() error { return c.fr.WriteWindowUpdate(0, n) })
 	}
-	c.mu.Lock()
-	cl := c.pending[f.StreamID]
-	c.mu.Unlock()
+	cl := c.lookup(f.StreamID)
 	if cl == nil {
 		return
 	}
@@ -303,6 +303,14 @@ func (c *h2conn) end(id uint32) {
 	c.finished(cl)
 }
 
+// lookup returns the pending call of stream id, or nil.
+func (c *h2conn) lookup(id uint32) *call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pending[id]
+}
+
+// take removes and returns the pending call of stream id, or nil.
 func (c *h2conn) take(id uint32) *call {
 	c.mu.Lock()
 	defer c.mu.Unlock()
