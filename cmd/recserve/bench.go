@@ -61,6 +61,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.swapTimeout, "swap-timeout", 20*time.Minute, "how long to wait for the new version to serve")
 	fs.DurationVar(&cfg.startTimeout, "start-timeout", 2*time.Hour, "how long to wait for the server to load version 1 and serve")
 	fs.DurationVar(&cfg.poll, "poll", 2*time.Second, "the server's registry poll interval")
+	fs.StringVar(&cfg.exe, "serve-exe", "", "binary to run \"serve\" with, e.g. another build to compare (default: this one)")
 	fs.BoolVar(&cfg.verbose, "v", false, "copy the server's log to stderr")
 	fs.StringVar(&cfg.timeline, "timeline", "", "write the latencies of every 100 ms of the run (requests, p50, p99, max, send lag p99) to this file, as tab-separated text")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator (this process) to this file; -serve-flag=-cpuprofile=F profiles the server")
