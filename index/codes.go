@@ -3,6 +3,8 @@ package index
 import (
 	"math"
 	"unsafe"
+
+	"github.com/recserve/recserve/internal/hugepage"
 )
 
 // codes is an 8-bit copy of the vectors that searches walk the graph with.
@@ -134,7 +136,7 @@ func dotsI8Go(q []int16, data []int8, stride int, ids []int32, out []int32) {
 
 // alignedInt8s returns n zeroed int8s starting at a multiple of align bytes.
 func alignedInt8s(n, align int) []int8 {
-	b := make([]int8, n+align-1)
+	b := hugepage.Make[int8](n + align - 1)
 	off := int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))) & (align - 1)
 	if off != 0 {
 		off = align - off

@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/recserve/recserve/internal/hugepage"
 	"github.com/recserve/recserve/internal/le"
 )
 
@@ -216,7 +217,7 @@ const readChunk = 1 << 16
 func readInt32s(r io.Reader, count, prealloc int64) ([]int32, error) {
 	var out []int32
 	if count <= prealloc {
-		out = make([]int32, 0, count)
+		out = hugepage.Make[int32](int(count))[:0]
 	}
 	for int64(len(out)) < count {
 		c := int(min(count-int64(len(out)), readChunk))

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/recserve/recserve/internal/hugepage"
 	"github.com/recserve/recserve/internal/le"
 )
 
@@ -151,7 +152,7 @@ func ReadNPY(r io.Reader, limit int64) (dtype string, shape []int, data any, err
 }
 
 func readElems[T le.Number](r io.Reader, n int) ([]T, error) {
-	out := make([]T, n)
+	out := hugepage.Make[T](n)
 	if err := le.ReadFull(r, out); err != nil {
 		return nil, err
 	}

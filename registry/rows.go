@@ -31,7 +31,7 @@ func newRows(n int, id func(row int) string) (rows *Rows, first, dup int) {
 	for size < 2*n {
 		size *= 2
 	}
-	r := &Rows{ends: make([]int, n), slots: make([]int32, size), seed: maphash.MakeSeed()}
+	r := &Rows{ends: hugepage.Make[int](n), slots: hugepage.Make[int32](size), seed: maphash.MakeSeed()}
 	total := 0
 	for row := range n {
 		total += len(id(row))

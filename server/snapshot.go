@@ -63,7 +63,7 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 		bundle:      b,
 		userRow:     b.UserRows(),
 		itemRow:     b.ItemRows(),
-		itemCat:     make([]int32, len(b.Items)),
+		itemCat:     hugepage.Make[int32](len(b.Items)),
 		unavailable: newBitset(len(b.Items)),
 		catID:       make(map[string]int32),
 	}

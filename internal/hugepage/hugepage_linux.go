@@ -16,12 +16,15 @@ var disabled = sync.OnceValue(func() bool {
 	return err != nil || strings.Contains(string(b), "[never]")
 })
 
-func advise(b []byte) error {
+// mark asks for huge pages under b (MADV_HUGEPAGE): pages first written
+// after it are huge, pages already there stay as they are.
+func mark(b []byte) error {
 	if disabled() {
 		return errors.New("hugepage: transparent huge pages are unavailable or disabled on this host")
 	}
-	if err := unix.Madvise(b, unix.MADV_HUGEPAGE); err != nil {
-		return err
-	}
-	return unix.Madvise(b, unix.MADV_COLLAPSE)
+	return unix.Madvise(b, unix.MADV_HUGEPAGE)
 }
+
+// collapse replaces the small pages under b with huge ones (MADV_COLLAPSE),
+// copying them.
+func collapse(b []byte) error { return unix.Madvise(b, unix.MADV_COLLAPSE) }

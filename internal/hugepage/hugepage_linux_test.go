@@ -29,6 +29,24 @@ func TestAdviseBacksWithHugePages(t *testing.T) {
 	}
 }
 
+// TestMakeFaultsInHugePages checks that a slice from Make gets huge pages
+// at its first writes, with no collapse, and reads as zeros before them.
+func TestMakeFaultsInHugePages(t *testing.T) {
+	if disabled() {
+		t.Skip("transparent huge pages are not available here")
+	}
+	b := Make[byte](8 * size) // fresh memory from the OS in a new test process
+	if bytes.Count(b, []byte{0}) != len(b) {
+		t.Fatal("Make's slice is not zeroed")
+	}
+	for i := range b {
+		b[i] = 1
+	}
+	if kb := anonHuge(t, b); kb < 3*size/1024 {
+		t.Errorf("AnonHugePages of the mapping after writing: %d kB, want at least 3 huge pages", kb)
+	}
+}
+
 // anonHuge returns the AnonHugePages (kB) of the mapping that holds the
 // middle of b.
 func anonHuge(t *testing.T, b []byte) int {

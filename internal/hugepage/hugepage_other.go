@@ -4,4 +4,5 @@ package hugepage
 
 import "errors"
 
-func advise([]byte) error { return errors.ErrUnsupported }
+func mark([]byte) error     { return errors.ErrUnsupported }
+func collapse([]byte) error { return errors.ErrUnsupported }
