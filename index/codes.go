@@ -4,6 +4,7 @@ import (
 	"math"
 	"unsafe"
 
+	"github.com/recserve/recserve/internal/background"
 	"github.com/recserve/recserve/internal/hugepage"
 )
 
@@ -51,6 +52,9 @@ func quantize(vecs []float32, dim int) codes {
 	}
 	c.data = alignedInt8s(n*c.stride, 64)
 	for i := range n {
+		if i%4096 == 0 {
+			background.Pace()
+		}
 		row := c.data[i*c.stride : i*c.stride+dim]
 		for j, x := range vecs[i*dim : (i+1)*dim] {
 			row[j] = int8(round32(x * inv[j]))

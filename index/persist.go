@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/recserve/recserve/internal/background"
 	"github.com/recserve/recserve/internal/hugepage"
 	"github.com/recserve/recserve/internal/le"
 )
@@ -180,6 +181,9 @@ func ReadHNSW(r io.Reader, vectors []float32, dim int) (*HNSW, error) {
 // range, no self-links, and links on layer l only to nodes of level >= l.
 func (h *HNSW) checkLinks() error {
 	for id := range int32(h.n) {
+		if id%4096 == 0 {
+			background.Pace()
+		}
 		for l := 0; l <= int(h.levels[id]); l++ {
 			blk := h.block(id, l)
 			if blk[0] < 0 || int(blk[0]) > h.maxLinks(l) {
@@ -202,7 +206,12 @@ func corrupt(format string, args ...any) error {
 // vectorsCRC is the CRC-32C of vecs as little-endian float32 bits.
 func vectorsCRC(vecs []float32) uint32 {
 	crc := crc32.New(castagnoli)
-	le.Write(crc, vecs) // a hash's Write never fails
+	for len(vecs) > 0 {
+		background.Pace()
+		part := vecs[:min(len(vecs), readChunk)]
+		le.Write(crc, part) // a hash's Write never fails
+		vecs = vecs[len(part):]
+	}
 	return crc.Sum32()
 }
 
@@ -220,6 +229,7 @@ func readInt32s(r io.Reader, count, prealloc int64) ([]int32, error) {
 		out = hugepage.Make[int32](int(count))[:0]
 	}
 	for int64(len(out)) < count {
+		background.Pace()
 		c := int(min(count-int64(len(out)), readChunk))
 		out = slices.Grow(out, c)
 		if err := le.ReadFull(r, out[len(out):len(out)+c]); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/recserve/recserve/internal/background"
 	"github.com/recserve/recserve/internal/perm"
 )
 
@@ -185,6 +186,9 @@ func hasBreak(s string) bool {
 // returns the row of each.
 func checkIDs(n int, id func(int) string) (*Rows, error) {
 	for i := range n {
+		if i%4096 == 0 {
+			background.Pace()
+		}
 		if err := checkID(id(i)); err != nil {
 			return nil, fmt.Errorf("row %d: %v", i, err)
 		}
@@ -203,6 +207,9 @@ func checkVectors(v []float32, rows, dim int) error {
 	}
 	const expMask = 0x7f800000 // all exponent bits set: ±Inf or NaN
 	for i, x := range v {
+		if i%65536 == 0 {
+			background.Pace()
+		}
 		if math.Float32bits(x)&expMask == expMask {
 			return fmt.Errorf("row %d column %d is %v", i/dim, i%dim, x)
 		}

@@ -15,6 +15,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+
+	"github.com/recserve/recserve/internal/background"
 )
 
 // Load reads, verifies and decodes a complete version of model. Each file is
@@ -249,7 +251,7 @@ func (l *loader) read(name string, decode func(r io.Reader, size int64) error) e
 		return fail(fmt.Errorf("size is %d bytes, the manifest says %d", size, want.Size))
 	}
 	h := sha256.New()
-	br := bufio.NewReaderSize(io.TeeReader(io.LimitReader(f, want.Size), h), 256<<10)
+	br := bufio.NewReaderSize(io.TeeReader(io.LimitReader(pacedReader{f}, want.Size), h), 256<<10)
 	var derr error
 	if decode != nil {
 		derr = decode(br, want.Size)
@@ -303,4 +305,12 @@ func readNPYAs[T any](r io.Reader, size int64, dtype string, shape ...int) ([]T,
 		return nil, fmt.Errorf("shape is %s, want %s", formatShape(gotShape), formatShape(shape))
 	}
 	return data.([]T), nil
+}
+
+// pacedReader paces a version's load (background.Pace) between reads.
+type pacedReader struct{ r io.Reader }
+
+func (p pacedReader) Read(b []byte) (int, error) {
+	background.Pace()
+	return p.r.Read(b)
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/recserve/recserve/internal/background"
 	"github.com/recserve/recserve/internal/hugepage"
 )
 
@@ -45,6 +46,9 @@ func newRows(n int, id func(row int) string) (rows *Rows, first, dup int) {
 	r.text = text.String()
 	first, dup = -1, -1
 	for row := range n {
+		if row%4096 == 0 {
+			background.Pace()
+		}
 		i, found := r.slot(r.ID(row))
 		if !found {
 			r.slots[i] = int32(row + 1)

@@ -9,6 +9,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/recserve/recserve/internal/background"
 )
 
 // decodeUserIDs splits the content of user_ids.txt into ids: one per line, LF
@@ -66,6 +68,9 @@ func decodeItems(r io.Reader, capacity int) ([]Item, error) {
 	items := make([]Item, 0, capacity)
 	categories := map[string]string{} // one string per category, not per item
 	for line := 1; ; line++ {
+		if line%1024 == 0 {
+			background.Pace()
+		}
 		b, err := br.ReadBytes('\n')
 		if err != nil && err != io.EOF {
 			return nil, err

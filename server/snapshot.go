@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/recserve/recserve/index"
+	"github.com/recserve/recserve/internal/background"
 	"github.com/recserve/recserve/internal/hugepage"
 	"github.com/recserve/recserve/registry"
 	"github.com/recserve/recserve/trainer"
@@ -83,6 +84,9 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 	s.adviseHugePages()
 	// Sort each user's seen list so requests can binary-search it.
 	for u := range s.userRow.Rows() {
+		if u%4096 == 0 {
+			background.Pace()
+		}
 		slices.Sort(b.Seen(u))
 	}
 	s.buildPopularity()

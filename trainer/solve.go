@@ -10,6 +10,8 @@ import (
 	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/lapack/lapack64"
+
+	"github.com/recserve/recserve/internal/background"
 )
 
 // parallelFor calls fn(worker, block) for every block in [0, n) on the given
@@ -91,6 +93,7 @@ func gramianChunk[F float32 | float64](v []F, n, k int) []float64 {
 	tmp := make([]float64, nq*4*ld)
 	g := make([]float64, k*k)
 	for lo := 0; lo < n; lo += gramPanel {
+		background.Pace()
 		r := min(gramPanel, n-lo)
 		panel := v[lo*k : (lo+r)*k]
 		packColumns(quads, panel, r, k, 4)

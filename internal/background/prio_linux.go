@@ -16,3 +16,6 @@ func lowerThreadPriority() {
 		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
 	}
 }
+
+// threadID returns the calling thread's ID.
+func threadID() (int, bool) { return unix.Gettid(), true }

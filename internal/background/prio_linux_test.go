@@ -3,6 +3,7 @@ package background
 import (
 	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,5 +39,65 @@ func TestRunLowersOnlyItsThread(t *testing.T) {
 		if p := <-ch; p == unix.SCHED_IDLE {
 			t.Fatal("a later goroutine ran on a thread left in SCHED_IDLE")
 		}
+	}
+}
+
+// busy calls Pace for three bursts' time, and once more after.
+func busy() {
+	for start := time.Now(); time.Since(start) < 3*burst; {
+		Pace()
+	}
+	Pace()
+}
+
+func TestPaceRestsOnlyInRunPaced(t *testing.T) {
+	rests.Store(0)
+	busy() // outside any run
+	if err := Run(func() error { busy(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := rests.Load(); n != 0 {
+		t.Fatalf("%d rests outside RunPaced, want none", n)
+	}
+	var other int64
+	err := RunPaced(func() error {
+		busy()
+		// A goroutine f starts runs on another thread, unpaced.
+		before := rests.Load()
+		done := make(chan struct{})
+		go func() { busy(); close(done) }()
+		<-done
+		other = rests.Load() - before
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other != 0 {
+		t.Errorf("a goroutine started by f rested %d times, want none", other)
+	}
+	// A rest after each burst: at least one, at most one per burst busy ran.
+	if n := rests.Load(); n < 1 || n > 4 {
+		t.Errorf("%d rests in RunPaced, want 1 to 4", n)
+	}
+	if pacing.Load() != 0 {
+		t.Errorf("%d threads still paced after RunPaced returned", pacing.Load())
+	}
+}
+
+func TestPaceEndsAfterPaceFor(t *testing.T) {
+	rests.Store(0)
+	err := RunPaced(func() error {
+		id, _ := threadID()
+		v, _ := paced.Load(id)
+		v.(*pace).until = time.Now() // as if paceFor had passed
+		busy()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := rests.Load(); n != 0 {
+		t.Errorf("%d rests after the end of pacing, want none", n)
 	}
 }
