@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"unsafe"
 )
 
 // encode returns h's encoding.
@@ -40,14 +41,32 @@ func fixChecksums(b []byte, vecs []float32) {
 	}
 }
 
+// readers are the two ways to load an encoding: from a reader and from
+// memory.
+var readers = []struct {
+	name string
+	read func(b []byte, vecs []float32, dim int) (*HNSW, error)
+}{
+	{"ReadHNSW", func(b []byte, vecs []float32, dim int) (*HNSW, error) {
+		return ReadHNSW(bytes.NewReader(b), vecs, dim)
+	}},
+	{"LoadHNSW", LoadHNSW},
+}
+
 func TestHNSWSaveLoadIdenticalSearch(t *testing.T) {
+	for _, rd := range readers {
+		t.Run(rd.name, func(t *testing.T) { testSaveLoad(t, rd.read) })
+	}
+}
+
+func testSaveLoad(t *testing.T, read func([]byte, []float32, int) (*HNSW, error)) {
 	d := mixture(21, 3000, 200, 16, 30, 1.0, true)
 	h, err := NewHNSW(d.vecs, d.dim, Options{M: 8, EfSearch: 24})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := encode(t, h)
-	g, err := ReadHNSW(bytes.NewReader(b), d.vecs, d.dim)
+	g, err := read(b, d.vecs, d.dim)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,14 +100,50 @@ func TestHNSWSaveLoadTinyIndexes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := ReadHNSW(bytes.NewReader(encode(t, h)), d.vecs, d.dim)
-		if err != nil {
-			t.Fatalf("n=%d: %v", n, err)
-		}
-		if got, want := g.Search(d.queries[0], 5, nil), h.Search(d.queries[0], 5, nil); !slices.Equal(got, want) || len(got) != n {
-			t.Errorf("n=%d: loaded Search = %v, original %v", n, got, want)
+		for _, rd := range readers {
+			g, err := rd.read(encode(t, h), d.vecs, d.dim)
+			if err != nil {
+				t.Fatalf("%s n=%d: %v", rd.name, n, err)
+			}
+			if got, want := g.Search(d.queries[0], 5, nil), h.Search(d.queries[0], 5, nil); !slices.Equal(got, want) || len(got) != n {
+				t.Errorf("%s n=%d: loaded Search = %v, original %v", rd.name, n, got, want)
+			}
 		}
 	}
+}
+
+// TestLoadHNSWUsesTheEncodingsMemory checks that LoadHNSW keeps the links
+// in the encoding's memory where they start 4-byte aligned and copies them
+// where they do not, with the same graph either way.
+func TestLoadHNSWUsesTheEncodingsMemory(t *testing.T) {
+	for _, n := range []int{400, 401} {
+		d := mixture(int64(n), n, 0, 8, 4, 1.0, false)
+		h, err := NewHNSW(d.vecs, d.dim, Options{M: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := encode(t, h)
+		for off := range 4 { // b placed off bytes past an aligned address
+			data := append(make([]byte, off, len(b)+off), b...)[off:]
+			g, err := LoadHNSW(data, d.vecs, d.dim)
+			if err != nil {
+				t.Fatalf("n=%d, offset %d: %v", n, off, err)
+			}
+			if !slices.Equal(g.links0, h.links0) || !slices.Equal(g.upper, h.upper) || !slices.Equal(g.levels, h.levels) {
+				t.Fatalf("n=%d, offset %d: loaded graph differs from the saved one", n, off)
+			}
+			if inside, want := within(g.links0, data), (off+headerSize+n)%4 == 0; inside != want {
+				t.Errorf("n=%d, offset %d: links in the encoding's memory: %v, want %v", n, off, inside, want)
+			}
+		}
+	}
+}
+
+// within reports whether s starts inside b's memory.
+func within(s []int32, b []byte) bool {
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(s)))
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return lo <= p && p < lo+uintptr(len(b))
 }
 
 // TestReadHNSWReadsExactlyTheEncoding checks that data following the
@@ -171,25 +226,31 @@ func TestReadHNSWRefusesBadInput(t *testing.T) {
 		if tt.fix {
 			fixChecksums(b, d.vecs)
 		}
-		if _, err := ReadHNSW(bytes.NewReader(b), d.vecs, d.dim); !errors.Is(err, tt.want) {
-			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		for _, rd := range readers {
+			if _, err := rd.read(b, d.vecs, d.dim); !errors.Is(err, tt.want) {
+				t.Errorf("%s %s: err = %v, want %v", rd.name, tt.name, err, tt.want)
+			}
 		}
 	}
 	// Truncations are refused: every cut in the header and levels, then
 	// every 13th byte.
 	for cut := 0; cut < len(good); cut += map[bool]int{true: 1, false: 13}[cut < links0At+8] {
-		if _, err := ReadHNSW(bytes.NewReader(good[:cut]), d.vecs, d.dim); !errors.Is(err, ErrCorruptGraph) {
-			t.Fatalf("truncated to %d of %d bytes: err = %v", cut, len(good), err)
+		for _, rd := range readers {
+			if _, err := rd.read(good[:cut], d.vecs, d.dim); !errors.Is(err, ErrCorruptGraph) {
+				t.Fatalf("%s truncated to %d of %d bytes: err = %v", rd.name, cut, len(good), err)
+			}
 		}
 	}
 	// Other vectors of the same shape are refused.
 	other := slices.Clone(d.vecs)
 	other[len(other)-1] += 0.5
-	if _, err := ReadHNSW(bytes.NewReader(good), other, d.dim); !errors.Is(err, ErrVectorsMismatch) {
-		t.Errorf("other vectors: err = %v, want ErrVectorsMismatch", err)
-	}
-	if _, err := ReadHNSW(bytes.NewReader(good), d.vecs, 0); !errors.Is(err, ErrInvalidDim) {
-		t.Errorf("dim 0: err = %v, want ErrInvalidDim", err)
+	for _, rd := range readers {
+		if _, err := rd.read(good, other, d.dim); !errors.Is(err, ErrVectorsMismatch) {
+			t.Errorf("%s other vectors: err = %v, want ErrVectorsMismatch", rd.name, err)
+		}
+		if _, err := rd.read(good, d.vecs, 0); !errors.Is(err, ErrInvalidDim) {
+			t.Errorf("%s dim 0: err = %v, want ErrInvalidDim", rd.name, err)
+		}
 	}
 }
 
@@ -250,6 +311,15 @@ func FuzzReadHNSW(f *testing.F) {
 			fixChecksums(b, d.vecs)
 		}
 		h, err := ReadHNSW(bytes.NewReader(b), d.vecs, d.dim)
+		g, gerr := LoadHNSW(b, d.vecs, d.dim)
+		if gerr != nil && !errors.Is(gerr, ErrCorruptGraph) && !errors.Is(gerr, ErrVectorsMismatch) {
+			t.Fatalf("LoadHNSW: unexpected error type: %v", gerr)
+		}
+		// LoadHNSW takes all of b as the encoding, ReadHNSW ignores what
+		// follows it: what LoadHNSW accepts, ReadHNSW accepts as the same graph.
+		if gerr == nil && (err != nil || !slices.Equal(g.links0, h.links0) || !slices.Equal(g.upper, h.upper)) {
+			t.Fatalf("LoadHNSW accepted what ReadHNSW read differently (%v)", err)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrCorruptGraph) && !errors.Is(err, ErrVectorsMismatch) {
 				t.Fatalf("unexpected error type: %v", err)

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/recserve/recserve/internal/background"
+	"github.com/recserve/recserve/internal/hugepage"
 )
 
 // Load reads, verifies and decodes a complete version of model. Each file is
@@ -120,7 +121,7 @@ func load(src versionFiles, model, version string) (*Bundle, error) {
 	}
 	if _, ok := m.Files[IndexFile]; ok {
 		err = l.read(IndexFile, func(r io.Reader, size int64) error {
-			b.Index = make([]byte, size)
+			b.Index = hugepage.Make[byte](int(size)) // the graph's links stay in it
 			_, err := io.ReadFull(r, b.Index)
 			return err
 		})

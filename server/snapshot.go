@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -171,10 +170,10 @@ func (s *snapshot) itemVector(i int32) []float32 {
 // vectors) is rebuilt, and the source says why.
 func buildIndex(b *registry.Bundle, opts index.Options) (index.Index, string, error) {
 	pre := b.Index
-	b.Index = nil // the encoding is not needed once loaded
+	b.Index = nil // the graph keeps what it needs of it
 	source := "built"
 	if len(pre) > 0 && (opts.Kind == "" || opts.Kind == index.KindHNSW) {
-		h, err := index.ReadHNSW(bytes.NewReader(pre), b.ItemVectors, b.Manifest.Dim)
+		h, err := index.LoadHNSW(pre, b.ItemVectors, b.Manifest.Dim)
 		if err == nil {
 			if opts.EfSearch > 0 {
 				h = h.WithEfSearch(opts.EfSearch)

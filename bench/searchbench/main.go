@@ -12,7 +12,6 @@
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"log"
@@ -46,7 +45,7 @@ func main() {
 		log.Fatal(err)
 	}
 	dim := b.Manifest.Dim
-	h, err := index.ReadHNSW(bytes.NewReader(b.Index), b.ItemVectors, dim)
+	h, err := index.LoadHNSW(b.Index, b.ItemVectors, dim)
 	if err != nil {
 		log.Fatal(err)
 	}

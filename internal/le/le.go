@@ -24,6 +24,10 @@ const chunk = 64 << 10
 // native is whether this host is little-endian; tests take the other path.
 var native = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
+// Native reports whether this host is little-endian: whether a slice's own
+// memory is its encoding, and the encoding's bytes can serve as the slice.
+func Native() bool { return native }
+
 // ReadFull fills s with len(s) little-endian numbers read from r; errors are
 // io.ReadFull's.
 func ReadFull[T Number](r io.Reader, s []T) error {
