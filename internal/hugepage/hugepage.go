@@ -27,7 +27,7 @@ func Make[T any](n int) []T {
 
 // Advise asks for huge pages under the whole huge pages inside s and
 // collapses those still backed by small pages, keeping the contents (pages
-// already huge cost next to nothing). The partial pages at either end, which
+// already huge are left as they are). The partial pages at either end, which
 // other objects may share, are left alone. It is a hint: where huge pages
 // are unsupported or disabled (transparent_hugepage/enabled is "never") it
 // does nothing and reports why; callers may ignore the error.
