@@ -134,12 +134,7 @@ func ReadHNSW(r io.Reader, vectors []float32, dim int) (*HNSW, error) {
 	if binary.LittleEndian.Uint32(tail[:]) != sum {
 		return nil, corrupt("checksum mismatch")
 	}
-	if err := h.checkLinks(); err != nil {
-		return nil, err
-	}
-	h.codes = quantize(vectors, dim)
-	h.adviseHugePages()
-	return h, nil
+	return h.finishLoad()
 }
 
 // fromHeader checks a graph's header against the vectors (n rows of dim)
@@ -213,9 +208,6 @@ func LoadHNSW(data []byte, vectors []float32, dim int) (*HNSW, error) {
 	if !le.Native() || len(data) < headerSize+n || uintptr(unsafe.Pointer(unsafe.SliceData(data[headerSize+n:])))%4 != 0 {
 		return ReadHNSW(bytes.NewReader(data), vectors, dim)
 	}
-	if len(data) < headerSize {
-		return nil, corrupt("header: %d bytes", len(data))
-	}
 	h, upperLen, err := fromHeader(data[:headerSize], vectors, dim, n)
 	if err != nil {
 		return nil, err
@@ -239,10 +231,15 @@ func LoadHNSW(data []byte, vectors []float32, dim int) (*HNSW, error) {
 	all := unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(links))), len(links)/4)
 	split := n * (h.m0 + 1)
 	h.links0, h.upper = all[:split:split], all[split:]
+	return h.finishLoad()
+}
+
+// finishLoad checks the links of a graph just read and makes it searchable.
+func (h *HNSW) finishLoad() (*HNSW, error) {
 	if err := h.checkLinks(); err != nil {
 		return nil, err
 	}
-	h.codes = quantize(vectors, dim)
+	h.codes = quantize(h.vecs, h.dim)
 	h.adviseHugePages()
 	return h, nil
 }
