@@ -20,7 +20,20 @@ const MaxRecvMsgSize = 4 << 20
 // NewGRPCServer builds the gRPC server for s: interceptors, limits, the
 // recommendation service, grpc.health.v1 and server reflection.
 func NewGRPCServer(s *Server, extra ...grpc.ServerOption) *grpc.Server {
-	opts := append([]grpc.ServerOption{
+	opts := append(TransportOptions(), grpc.ChainUnaryInterceptor(s.measureUnary, s.recoverUnary))
+	g := grpc.NewServer(append(opts, extra...)...)
+	recservev1.RegisterRecommendServiceServer(g, s)
+	recservev1.RegisterEventServiceServer(g, &eventService{s: s})
+	recservev1.RegisterModelAdminServiceServer(g, &adminService{s: s})
+	healthpb.RegisterHealthServer(g, s.health)
+	reflection.Register(g)
+	return g
+}
+
+// TransportOptions are the server's limits and how it runs handlers, apart
+// from its interceptors (bench/grpcfloor serves with them too).
+func TransportOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		// Long-lived workers run the handlers: a new goroutine per RPC would grow
 		// its stack to the depth of a search every time (copystack was 5% of the
@@ -29,15 +42,7 @@ func NewGRPCServer(s *Server, extra ...grpc.ServerOption) *grpc.Server {
 		// flight, not just one per processor (1M items, 8 clients: 15% less CPU
 		// per request than with one per processor).
 		grpc.NumStreamWorkers(uint32(64 * runtime.GOMAXPROCS(0))),
-		grpc.ChainUnaryInterceptor(s.measureUnary, s.recoverUnary),
-	}, extra...)
-	g := grpc.NewServer(opts...)
-	recservev1.RegisterRecommendServiceServer(g, s)
-	recservev1.RegisterEventServiceServer(g, &eventService{s: s})
-	recservev1.RegisterModelAdminServiceServer(g, &adminService{s: s})
-	healthpb.RegisterHealthServer(g, s.health)
-	reflection.Register(g)
-	return g
+	}
 }
 
 // recoverUnary turns a panic in a handler into INTERNAL instead of a crashed daemon.

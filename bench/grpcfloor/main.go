@@ -6,7 +6,7 @@
 //
 // It takes the flags `bench serve` gives a server and ignores all but
 // -grpc-addr, serves grpc.health.v1 (SERVING) beside Recommend with the
-// server's own gRPC options (server.NewGRPCServer's stream workers), and
+// server's own transport options (server.TransportOptions), and
 // logs the JSON "serving" line the benchmark waits for.
 //
 //	go build -o /tmp/grpcfloor ./bench/grpcfloor
@@ -21,7 +21,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 
@@ -30,6 +29,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
+	"github.com/recserve/recserve/server"
 )
 
 // canned answers every Recommend with the same items.
@@ -66,7 +66,7 @@ func main() {
 	for i := range 100 {
 		c.items = append(c.items, &recservev1.ScoredItem{ItemId: fmt.Sprintf("i%07d", i), Score: 1 / float32(i+1), Category: fmt.Sprintf("c%02d", i%20)})
 	}
-	g := grpc.NewServer(grpc.NumStreamWorkers(uint32(64 * runtime.GOMAXPROCS(0))))
+	g := grpc.NewServer(server.TransportOptions()...)
 	recservev1.RegisterRecommendServiceServer(g, c)
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(g, h)
