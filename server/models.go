@@ -276,7 +276,7 @@ func (m *models) syncStateLocked(name string) bool {
 // load reads a version and builds its snapshot in the background (see package
 // background): the versions being served keep the processors they had. While
 // any version serves, the load is paced (background.RunPaced): beside
-// closed-loop load on 2 vCPUs, a 1M-item version then served 16–20 s after
+// closed-loop load on 2 vCPUs, a 1M-item version then served 16–22 s after
 // its publish instead of 11–14, and the p99 while it loaded was 3.8–4.9 ms
 // instead of 4.9–5.7 (BENCHMARKS.md). The first load, with nothing to serve
 // yet, runs at full speed.

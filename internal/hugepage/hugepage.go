@@ -13,10 +13,10 @@ const size = 2 << 20
 // Make returns a zeroed slice of n Ts whose whole huge pages are marked for
 // huge pages before anything writes to them, so the kernel backs each with a
 // huge page at its first write: no 4 KiB page faults and no collapse, a copy
-// of every page, afterwards (loading a 1M-item version: 1.1–1.7 s less
-// system time). Memory the Go heap reuses may already be backed by small
-// pages; Advise, once the slice is filled, collapses those. Where huge pages
-// are unavailable it is make.
+// of every page, afterwards (loading a 1M-item version: 86k page faults
+// instead of 272k, and no collapses). Memory the Go heap reuses may already
+// be backed by small pages; Advise, once the slice is filled, collapses
+// those. Where huge pages are unavailable it is make.
 func Make[T any](n int) []T {
 	s := make([]T, n)
 	if b := inner(s); b != nil {
