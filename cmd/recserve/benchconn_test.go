@@ -228,3 +228,25 @@ func TestH2ConnLargeAnswer(t *testing.T) {
 		t.Fatal("no answer in 5 s: the stream's flow-control window stalled it")
 	}
 }
+
+func TestSampleLogKeepsSamplesInPlace(t *testing.T) {
+	var l sampleLog
+	l.add(sample{at: 0})
+	first := &l.chunks[0][0]
+	n := 2*sampleChunk + 5
+	for i := 1; i < n; i++ {
+		l.add(sample{at: int64(i)})
+	}
+	if &l.chunks[0][0] != first {
+		t.Fatal("adding samples moved the first one")
+	}
+	all := l.all()
+	if len(all) != n {
+		t.Fatalf("all() has %d samples, want %d", len(all), n)
+	}
+	for i, s := range all {
+		if s.at != int64(i) {
+			t.Fatalf("sample %d has at %d, want them in the order added", i, s.at)
+		}
+	}
+}
