@@ -308,10 +308,17 @@ func readNPYAs[T any](r io.Reader, size int64, dtype string, shape ...int) ([]T,
 	return data.([]T), nil
 }
 
-// pacedReader paces a version's load (background.Pace) between reads.
+// pacedReader paces a version's load (background.Pace) between reads of at
+// most maxRead bytes.
 type pacedReader struct{ r io.Reader }
+
+// maxRead bounds one read. Decoders read big arrays in one call, which
+// bufio passes straight to the file: one read of up to 256 MB, copied by the
+// kernel into fresh memory, where a kernel without preemption gives way to no
+// waking thread of the server, SCHED_IDLE or not, and Pace is not reached.
+const maxRead = 256 << 10
 
 func (p pacedReader) Read(b []byte) (int, error) {
 	background.Pace()
-	return p.r.Read(b)
+	return p.r.Read(b[:min(len(b), maxRead)])
 }
