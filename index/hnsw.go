@@ -97,18 +97,7 @@ func NewHNSW(vectors []float32, dim int, opts Options) (*HNSW, error) {
 	}
 	h.build(opts)
 	h.codes = quantize(vectors, dim)
-	h.adviseHugePages()
 	return h, nil
-}
-
-// adviseHugePages asks for huge pages under the arrays searches read at
-// random: on a host where a TLB miss is costly it made one-thread searches
-// of a 1M graph about a fifth faster (BENCHMARKS.md). A hint; errors are
-// ignored.
-func (h *HNSW) adviseHugePages() {
-	_ = hugepage.Advise(h.links0)
-	_ = hugepage.Advise(h.codes.data)
-	_ = hugepage.Advise(h.vecs)
 }
 
 // allocate draws every node's level (Ml = 1/ln(M)) and sizes the link arrays.
@@ -134,7 +123,7 @@ func (h *HNSW) allocate(seed int64) error {
 	if total > math.MaxInt32 || int64(h.n)*int64(h.m0+1) > math.MaxInt {
 		return fmt.Errorf("%w: link arrays overflow", ErrTooManyRows)
 	}
-	h.links0 = make([]int32, h.n*(h.m0+1))
+	h.links0 = hugepage.Make[int32](h.n * (h.m0 + 1)) // searches read it at random (see hugepage)
 	h.upper = make([]int32, total)
 	return nil
 }

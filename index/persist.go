@@ -240,7 +240,6 @@ func (h *HNSW) finishLoad() (*HNSW, error) {
 		return nil, err
 	}
 	h.codes = quantize(h.vecs, h.dim)
-	h.adviseHugePages()
 	return h, nil
 }
 

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"hash/maphash"
-	"strings"
 	"unsafe"
 
 	"github.com/recserve/recserve/internal/background"
@@ -37,13 +36,12 @@ func newRows(n int, id func(row int) string) (rows *Rows, first, dup int) {
 	for row := range n {
 		total += len(id(row))
 	}
-	var text strings.Builder
-	text.Grow(total)
+	text := hugepage.Make[byte](total)[:0]
 	for row := range n {
-		text.WriteString(id(row))
-		r.ends[row] = text.Len()
+		text = append(text, id(row)...)
+		r.ends[row] = len(text)
 	}
-	r.text = text.String()
+	r.text = unsafe.String(unsafe.SliceData(text), len(text))
 	first, dup = -1, -1
 	for row := range n {
 		if row%4096 == 0 {
@@ -98,12 +96,3 @@ func (r *Rows) Len() int { return r.n }
 
 // Rows returns the number of rows, repeated ids included.
 func (r *Rows) Rows() int { return len(r.ends) }
-
-// AdviseHugePages asks for huge pages under the table, the ends and the
-// text (see hugepage): a server looks ids up at random, every request. A
-// hint; Rows built only to check ids need not.
-func (r *Rows) AdviseHugePages() {
-	_ = hugepage.Advise(r.slots)
-	_ = hugepage.Advise(r.ends)
-	_ = hugepage.Advise(unsafe.Slice(unsafe.StringData(r.text), len(r.text)))
-}

@@ -6,8 +6,8 @@ import (
 )
 
 // TestRows checks lookups, ids that are absent, repeats and sizes around the
-// table's growth points, after AdviseHugePages (300k ids: whole huge pages
-// in the table, the ends and the text).
+// table's growth points (300k ids: whole huge pages in the table, the ends
+// and the text).
 func TestRows(t *testing.T) {
 	for _, n := range []int{0, 1, 7, 8, 9, 1000, 4097, 300_000} {
 		ids := make([]string, n)
@@ -18,7 +18,6 @@ func TestRows(t *testing.T) {
 		if first != -1 || dup != -1 || r.Len() != n || 2*n > len(r.slots) {
 			t.Fatalf("n=%d: repeat %d/%d, %d ids in %d slots", n, first, dup, r.Len(), len(r.slots))
 		}
-		r.AdviseHugePages()
 		for i, id := range ids {
 			if row, ok := r.Row(id); !ok || row != int32(i) {
 				t.Fatalf("n=%d: Row(%q) = %d, %v; want %d", n, id, row, ok, i)

@@ -80,7 +80,6 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 		}
 	}
 	b.UserIDs, b.Items = nil, nil // before the index allocates
-	s.adviseHugePages()
 	// Sort each user's seen list so requests can binary-search it.
 	for u := range s.userRow.Rows() {
 		if u%4096 == 0 {
@@ -184,16 +183,4 @@ func buildIndex(b *registry.Bundle, opts index.Options) (index.Index, string, er
 	}
 	idx, err := index.Build(b.ItemVectors, b.Manifest.Dim, opts)
 	return idx, source, err
-}
-
-// adviseHugePages asks for huge pages under what every request reads at
-// random: the user's vector and seen items, the id tables, the items'
-// categories (see hugepage). A hint.
-func (s *snapshot) adviseHugePages() {
-	_ = hugepage.Advise(s.bundle.UserVectors)
-	_ = hugepage.Advise(s.bundle.SeenOffsets)
-	_ = hugepage.Advise(s.bundle.SeenItems)
-	_ = hugepage.Advise(s.itemCat)
-	s.userRow.AdviseHugePages()
-	s.itemRow.AdviseHugePages()
 }

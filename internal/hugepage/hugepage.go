@@ -12,34 +12,19 @@ const size = 2 << 20
 
 // Make returns a zeroed slice of n Ts whose whole huge pages are marked for
 // huge pages before anything writes to them, so the kernel backs each with a
-// huge page at its first write: no 4 KiB page faults and no collapse, a copy
-// of every page, afterwards (loading a 1M-item version: 86k page faults
-// instead of 272k, and no collapses). Memory the Go heap reuses may already
-// be backed by small pages; Advise, once the slice is filled, collapses
-// those. Where huge pages are unavailable it is make.
+// huge page at its first write (loading a 1M-item version: 86k page faults
+// instead of 272k). Nothing is collapsed afterwards: MADV_COLLAPSE, run by a
+// version's load beside a serving server, held the process's memory map for
+// 120–250 ms and set off the worst latencies of the swap (BENCHMARKS.md,
+// eleventh session); pages the Go heap reuses already backed by small pages
+// stay small. The partial huge pages at either end, which other objects may
+// share, are left alone. Where huge pages are unavailable it is make.
 func Make[T any](n int) []T {
 	s := make([]T, n)
 	if b := inner(s); b != nil {
 		_ = mark(b)
 	}
 	return s
-}
-
-// Advise asks for huge pages under the whole huge pages inside s and
-// collapses those still backed by small pages, keeping the contents (pages
-// already huge are left as they are). The partial pages at either end, which
-// other objects may share, are left alone. It is a hint: where huge pages
-// are unsupported or disabled (transparent_hugepage/enabled is "never") it
-// does nothing and reports why; callers may ignore the error.
-func Advise[T any](s []T) error {
-	b := inner(s)
-	if b == nil {
-		return nil
-	}
-	if err := mark(b); err != nil {
-		return err
-	}
-	return collapse(b)
 }
 
 // inner returns the whole huge pages inside s as bytes, or nil if none.

@@ -10,7 +10,7 @@ import (
 )
 
 // disabled reports whether the host has no transparent huge pages or its
-// operator turned them off, which MADV_COLLAPSE would otherwise ignore.
+// operator turned them off.
 var disabled = sync.OnceValue(func() bool {
 	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
 	return err != nil || strings.Contains(string(b), "[never]")
@@ -24,7 +24,3 @@ func mark(b []byte) error {
 	}
 	return unix.Madvise(b, unix.MADV_HUGEPAGE)
 }
-
-// collapse replaces the small pages under b with huge ones (MADV_COLLAPSE),
-// copying them.
-func collapse(b []byte) error { return unix.Madvise(b, unix.MADV_COLLAPSE) }

@@ -10,25 +10,6 @@ import (
 	"unsafe"
 )
 
-// TestAdviseBacksWithHugePages checks, where the kernel offers transparent
-// huge pages, that an advised array ends up backed by them.
-func TestAdviseBacksWithHugePages(t *testing.T) {
-	if disabled() {
-		t.Skip("transparent huge pages are not available here")
-	}
-	b := bytes.Repeat([]byte{1}, 8*size) // at least three whole huge pages
-	before := anonHuge(t, b)
-	if err := Advise(b); err != nil {
-		t.Fatal(err)
-	}
-	if after := anonHuge(t, b); after < before+3*size/1024 {
-		t.Errorf("AnonHugePages of the mapping: %d kB before, %d kB after, want 3 huge pages more", before, after)
-	}
-	if bytes.Count(b, []byte{1}) != len(b) {
-		t.Error("contents changed")
-	}
-}
-
 // TestMakeFaultsInHugePages checks that a slice from Make gets huge pages
 // at its first writes, with no collapse, and reads as zeros before them.
 func TestMakeFaultsInHugePages(t *testing.T) {
@@ -56,7 +37,7 @@ func anonHuge(t *testing.T, b []byte) int {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	addr := uintptr(unsafe.Pointer(&b[len(b)/2])) // inside the advised part, which madvise may split into a mapping of its own
+	addr := uintptr(unsafe.Pointer(&b[len(b)/2])) // inside the marked part, which madvise may split into a mapping of its own
 	in := false
 	for sc := bufio.NewScanner(f); sc.Scan(); {
 		line := sc.Text()

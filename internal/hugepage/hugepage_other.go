@@ -4,5 +4,4 @@ package hugepage
 
 import "errors"
 
-func mark([]byte) error     { return errors.ErrUnsupported }
-func collapse([]byte) error { return errors.ErrUnsupported }
+func mark([]byte) error { return errors.ErrUnsupported }

@@ -2,19 +2,24 @@ package hugepage
 
 import "testing"
 
-// TestAdviseKeepsContents checks that slices of every size and alignment
-// keep their contents, including ones with no whole huge page inside.
-func TestAdviseKeepsContents(t *testing.T) {
-	big := make([]int32, size+1000) // 8 MiB: whole huge pages inside
-	for i := range big {
-		big[i] = int32(i * 7)
-	}
-	for _, s := range [][]int32{nil, big[:1], big[3:5000], big[1:], big} {
-		_ = Advise(s) // a hint: whether it took is TestAdviseBacksWithHugePages's question
-	}
-	for i, x := range big {
-		if x != int32(i*7) {
-			t.Fatalf("element %d = %d after Advise, want %d", i, x, i*7)
+// TestMakeIsZeroed checks that Make returns n zeroed elements for sizes with
+// and without whole huge pages inside, and that they hold what is written.
+func TestMakeIsZeroed(t *testing.T) {
+	for _, n := range []int{0, 1, 5000, size/4 + 3, 2*size + 1} {
+		s := Make[int32](n)
+		if len(s) != n {
+			t.Fatalf("Make(%d) has %d elements", n, len(s))
+		}
+		for i := range s {
+			if s[i] != 0 {
+				t.Fatalf("Make(%d)[%d] = %d, want 0", n, i, s[i])
+			}
+			s[i] = int32(i * 7)
+		}
+		for i, x := range s {
+			if x != int32(i*7) {
+				t.Fatalf("Make(%d)[%d] = %d after writing %d", n, i, x, i*7)
+			}
 		}
 	}
 }
