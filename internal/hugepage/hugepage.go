@@ -14,10 +14,10 @@ const size = 2 << 20
 // huge pages before anything writes to them, so the kernel backs each with a
 // huge page at its first write (loading a 1M-item version: 86k page faults
 // instead of 272k). Nothing is collapsed afterwards: MADV_COLLAPSE, run by a
-// version's load beside a serving server, held the process's memory map for
-// 120–250 ms and set off the worst latencies of the swap (BENCHMARKS.md,
-// eleventh session); pages the Go heap reuses already backed by small pages
-// stay small. The partial huge pages at either end, which other objects may
+// version's load beside a serving server, took 120–250 ms, taking the
+// process's memory-map lock for each page it replaced, and came with the
+// worst latencies of the swap (BENCHMARKS.md, eleventh session); pages the Go
+// heap reuses already backed by small pages stay small. The partial huge pages at either end, which other objects may
 // share, are left alone. Where huge pages are unavailable it is make.
 func Make[T any](n int) []T {
 	s := make([]T, n)
