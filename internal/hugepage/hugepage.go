@@ -17,12 +17,13 @@ const size = 2 << 20
 // version's load beside a serving server, took 120–250 ms, taking the
 // process's memory-map lock for each page it replaced, and came with the
 // worst latencies of the swap (BENCHMARKS.md, eleventh session); pages the Go
-// heap reuses already backed by small pages stay small. The partial huge pages at either end, which other objects may
-// share, are left alone. Where huge pages are unavailable it is make.
+// heap reuses already backed by small pages stay small. The partial huge
+// pages at either end, which other objects may share, are left alone. Where
+// huge pages are unavailable or disabled it is make.
 func Make[T any](n int) []T {
 	s := make([]T, n)
 	if b := inner(s); b != nil {
-		_ = mark(b)
+		mark(b)
 	}
 	return s
 }

@@ -1,7 +1,6 @@
 package hugepage
 
 import (
-	"errors"
 	"os"
 	"strings"
 	"sync"
@@ -16,11 +15,11 @@ var disabled = sync.OnceValue(func() bool {
 	return err != nil || strings.Contains(string(b), "[never]")
 })
 
-// mark asks for huge pages under b (MADV_HUGEPAGE): pages first written
-// after it are huge, pages already there stay as they are.
-func mark(b []byte) error {
-	if disabled() {
-		return errors.New("hugepage: transparent huge pages are unavailable or disabled on this host")
+// mark asks for huge pages under b (MADV_HUGEPAGE), unless they are disabled:
+// pages first written after it are huge, pages already there stay as they
+// are. It is a hint; a refusal changes nothing.
+func mark(b []byte) {
+	if !disabled() {
+		_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
 	}
-	return unix.Madvise(b, unix.MADV_HUGEPAGE)
 }
