@@ -16,6 +16,7 @@ import (
 
 	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/internal/background"
+	"github.com/recserve/recserve/internal/hugepage"
 	"github.com/recserve/recserve/registry"
 )
 
@@ -45,6 +46,10 @@ type models struct {
 	loaded  map[string]map[string]*snapshot
 	waiting map[string][]string // model -> labels naming versions not loaded
 	failed  map[string]failure  // "model/version" -> why it could not be loaded
+
+	// refreshMu guards these two.
+	reservedFor string // "model/version" whose size of memory is set aside
+	refreshed   bool   // a refresh has completed
 }
 
 // A failed version is tried again after a backoff that doubles from
@@ -116,6 +121,8 @@ func (m *models) refresh(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	m.reserve(!m.refreshed)
+	m.refreshed = true
 	return errors.Join(errs...)
 }
 
@@ -175,7 +182,7 @@ func (m *models) refreshModel(ctx context.Context, name string, versions []strin
 		m.publishLocked(name)
 		m.mu.Unlock()
 		m.log.Info("model version loaded", "model", name, "version", v, "items", s.itemRow.Rows(), "index", s.indexSource,
-			"users", s.userRow.Rows(), "load_seconds", time.Since(start).Seconds())
+			"users", s.userRow.Rows(), "load_seconds", time.Since(start).Seconds(), "bytes_in_reserved_memory", s.reservedBytes)
 	}
 
 	// Unload what the policy no longer wants, now that its replacements serve.
@@ -279,13 +286,16 @@ func (m *models) syncStateLocked(name string) bool {
 // closed-loop load on 2 vCPUs, a 1M-item version then served 16–22 s after
 // its publish instead of 11–14, and the p99 while it loaded was 3.8–4.9 ms
 // instead of 4.9–5.7 (BENCHMARKS.md). The first load, with nothing to serve
-// yet, runs at full speed.
+// yet, runs at full speed. Its big arrays come from the memory set aside for
+// it (see reserve) where they fit.
 func (m *models) load(ctx context.Context, name, version string) (s *snapshot, err error) {
-	run := background.Run
-	if len(*m.served.Load()) > 0 {
-		run = background.RunPaced
-	}
-	err = run(func() error {
+	err = m.background(func() error {
+		stop := hugepage.Track()
+		defer func() {
+			if sizes, reserved := stop(); s != nil {
+				s.sizes, s.reservedBytes = sizes, reserved
+			}
+		}()
 		b, err := m.reg.Load(name, version)
 		if err != nil {
 			return err
@@ -294,6 +304,68 @@ func (m *models) load(ctx context.Context, name, version string) (s *snapshot, e
 		return err
 	})
 	return s, err
+}
+
+// background runs f as package background does, paced while any version serves.
+func (m *models) background(f func() error) error {
+	if len(*m.served.Load()) > 0 {
+		return background.RunPaced(f)
+	}
+	return background.Run(f)
+}
+
+// reserve sets memory aside for the next version while a model has room for
+// one more within KeepVersions: as much as the largest such model's newest
+// version took (hugepage.Reserve). Loading into memory the process has never
+// touched costs the host's page faults on the serving vCPUs; a 1M-item
+// version's first swap under 10,000 requests/s had a p99 of 2.1–4.1 ms that
+// way against 1.9–2.1 ms into memory set aside (BENCHMARKS.md, twelfth
+// session). The memory is resident from then on: a server keeping two
+// versions holds that much from its first load, not from its first swap.
+// Without room it releases what it set aside. The first refresh, before the
+// server listens, sets memory aside at full speed; later ones paced.
+func (m *models) reserve(first bool) {
+	var sizes []int
+	key := ""
+	m.mu.Lock()
+	for name, loaded := range m.loaded {
+		if len(loaded) == 0 || len(loaded) >= m.keep {
+			continue
+		}
+		var newest *snapshot
+		for _, s := range loaded {
+			if newest == nil || newer(s.version, newest.version) {
+				newest = s
+			}
+		}
+		if sum(newest.sizes) > sum(sizes) {
+			sizes, key = newest.sizes, name+"/"+newest.version
+		}
+	}
+	m.mu.Unlock()
+	if key == m.reservedFor {
+		return
+	}
+	m.reservedFor = key
+	run := background.RunPaced
+	if first {
+		run = background.Run
+	}
+	_ = run(func() error {
+		hugepage.Reserve(sizes)
+		return nil
+	})
+	if key != "" {
+		m.log.Info("memory set aside for the next version", "like", key, "bytes", hugepage.Reserved())
+	}
+}
+
+func sum(sizes []int) int {
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	return total
 }
 
 // publishLocked rebuilds a model's routing view and swaps it in.

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/recserve/recserve/index"
+	"github.com/recserve/recserve/internal/hugepage"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 	"github.com/recserve/recserve/registry"
 )
@@ -659,5 +660,39 @@ func TestPrebuiltIndex(t *testing.T) {
 	v2 := f.publish(t, other)
 	if got := source(v2); !strings.HasPrefix(got, "built; the prebuilt graph was refused") {
 		t.Fatalf("index of version %s with a mismatched graph: %q", v2, got)
+	}
+}
+
+// TestNextVersionLoadsIntoReservedMemory checks that a server with room for
+// another version (KeepVersions 2, one loaded) sets memory aside the size of
+// the loaded version's big arrays, that the next version makes its arrays
+// there, and that with no room left the server releases the rest.
+func TestNextVersionLoadsIntoReservedMemory(t *testing.T) {
+	t.Cleanup(func() { hugepage.Reserve(nil) })
+	f := newFixture(t, Options{})
+	snap := func(v string) *snapshot {
+		view, _ := f.srv.models.get("m")
+		return view.loaded[v]
+	}
+	v1 := f.publish(t, testBundle("m", 50, 6000, 64, 31)) // item vectors of 1.5 MB
+	first := snap(v1)
+	if len(first.sizes) == 0 || first.reservedBytes != 0 {
+		t.Fatalf("first version: big arrays %v, %d bytes in reserved memory; want some, 0", first.sizes, first.reservedBytes)
+	}
+	if got := hugepage.Reserved(); got < sum(first.sizes) {
+		t.Fatalf("set aside %d bytes for a next version like one of %d", got, sum(first.sizes))
+	}
+
+	v2 := f.publish(t, testBundle("m", 50, 6000, 64, 32))
+	second := snap(v2)
+	if second.reservedBytes == 0 || second.reservedBytes != sum(second.sizes) {
+		t.Fatalf("second version: %d of its %d bytes of big arrays in reserved memory, want all", second.reservedBytes, sum(second.sizes))
+	}
+	if got := hugepage.Reserved(); got != 0 {
+		t.Fatalf("%d bytes still set aside with two versions loaded, want 0", got)
+	}
+	resp, err := f.client.Recommend(context.Background(), &recservev1.RecommendRequest{UserId: "u1"})
+	if err != nil || resp.GetModelVersion() != v2 || len(resp.GetItems()) != DefaultN {
+		t.Fatalf("Recommend from the version in reserved memory: %v, %v", resp, err)
 	}
 }

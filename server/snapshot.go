@@ -43,6 +43,10 @@ type snapshot struct {
 	// popular holds item rows by descending training popularity; popScore their share.
 	popular  []int32
 	popScore []float32
+	// sizes are the bytes of the big arrays its load made (hugepage.Track),
+	// reservedBytes how many of them were in memory set aside for it.
+	sizes         []int
+	reservedBytes int
 }
 
 // bitset is a set of rows, one bit each.

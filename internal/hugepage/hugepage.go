@@ -19,13 +19,24 @@ const size = 2 << 20
 // worst latencies of the swap (BENCHMARKS.md, eleventh session); pages the Go
 // heap reuses already backed by small pages stay small. The partial huge
 // pages at either end, which other objects may share, are left alone. Where
-// huge pages are unavailable or disabled it is make.
-func Make[T any](n int) []T {
+// huge pages are unavailable or disabled it is make. While a load is tracked
+// (Track), arrays of 1 MiB or more come from the memory Reserve set aside
+// where a chunk there fits.
+func Make[T Elem](n int) []T {
+	if s := fromSpare[T](n); s != nil {
+		return s
+	}
 	s := make([]T, n)
 	if b := inner(s); b != nil {
 		mark(b)
 	}
 	return s
+}
+
+// Elem is the element type of a Make: a number, without pointers, so that
+// spare memory can hold it.
+type Elem interface {
+	~int8 | ~uint8 | ~int16 | ~uint16 | ~int32 | ~uint32 | ~int64 | ~uint64 | ~int | ~float32 | ~float64
 }
 
 // inner returns the whole huge pages inside s as bytes, or nil if none.
