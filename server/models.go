@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -152,6 +153,9 @@ func (m *models) refreshModel(ctx context.Context, name string, versions []strin
 	want := m.desiredLocked(name, versions)
 	have := m.loaded[name]
 	m.mu.Unlock()
+	if slices.ContainsFunc(want, func(v string) bool { _, ok := have[v]; return !ok }) {
+		m.makeRoom(name, want)
+	}
 
 	for i := len(want) - 1; i >= 0; i-- { // newest first
 		v := want[i]
@@ -197,6 +201,33 @@ func (m *models) refreshModel(ctx context.Context, name string, versions []strin
 	}
 	m.publishLocked(name)
 	return nil
+}
+
+// makeRoom, before a new version of model name loads, unloads the versions
+// the policy no longer wants that serve no traffic (neither the stable nor the
+// canary), collects them and sets their memory aside for the new version (see
+// reserve), still warm. Versions that serve are unloaded only once their
+// replacements serve.
+func (m *models) makeRoom(name string, want []string) {
+	m.mu.Lock()
+	view := (*m.served.Load())[name]
+	unloaded := false
+	for v, s := range m.loaded[name] {
+		if slices.Contains(want, v) || view != nil && (s == view.stable || s == view.canary) {
+			continue
+		}
+		delete(m.loaded[name], v)
+		unloaded = true
+		m.log.Info("model version unloaded to make room for a new one", "model", name, "version", v)
+	}
+	if unloaded {
+		m.publishLocked(name)
+	}
+	m.mu.Unlock()
+	if unloaded {
+		runtime.GC() // the unloaded versions' memory back to the heap, not yet to the OS
+		m.reserve(false)
+	}
 }
 
 // desiredLocked lists, ascending, the versions a model should have loaded: the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -694,5 +695,27 @@ func TestNextVersionLoadsIntoReservedMemory(t *testing.T) {
 	resp, err := f.client.Recommend(context.Background(), &recservev1.RecommendRequest{UserId: "u1"})
 	if err != nil || resp.GetModelVersion() != v2 || len(resp.GetItems()) != DefaultN {
 		t.Fatalf("Recommend from the version in reserved memory: %v, %v", resp, err)
+	}
+}
+
+// TestLaterVersionsLoadIntoUnloadedMemory checks that once KeepVersions are
+// loaded, a new version first unloads the one the policy drops, if it serves
+// no traffic, and loads into its memory; the stable version keeps serving.
+func TestLaterVersionsLoadIntoUnloadedMemory(t *testing.T) {
+	t.Cleanup(func() { hugepage.Reserve(nil) })
+	f := newFixture(t, Options{})
+	f.publish(t, testBundle("m", 50, 6000, 64, 41))
+	v2 := f.publish(t, testBundle("m", 50, 6000, 64, 42))
+	if got := hugepage.Reserved(); got != 0 {
+		t.Fatalf("%d bytes set aside with two versions loaded, want 0", got)
+	}
+	v3 := f.publish(t, testBundle("m", 50, 6000, 64, 43))
+	view, _ := f.srv.models.get("m")
+	if got := slices.Sorted(maps.Keys(view.loaded)); !slices.Equal(got, []string{v2, v3}) {
+		t.Fatalf("loaded %v, want %v", got, []string{v2, v3})
+	}
+	s := view.loaded[v3]
+	if s.reservedBytes == 0 || s.reservedBytes != sum(s.sizes) {
+		t.Fatalf("third version: %d of its %d bytes of big arrays in the unloaded version's memory, want all", s.reservedBytes, sum(s.sizes))
 	}
 }
