@@ -80,10 +80,14 @@ func shrink() {
 
 // A paced run works in bursts of about burst and rests after each, for at
 // most paceFor; then it runs on unpaced, so that it still ends in good time
-// on a machine too busy to give it much.
+// on a machine too busy to give it much. Rests of 2 ms rather than 1: with a
+// version loading into memory set aside for it, the p99 of an open-loop
+// swap at 10,000 requests/s was 1.8–3.1 ms against 1.9–5.5 ms, over 8 pairs
+// of runs, and the version served 7.5–8.3 s after its publish instead of
+// 5.3–6.3 (BENCHMARKS.md, twelfth session).
 const (
 	burst   = time.Millisecond
-	rest    = time.Millisecond
+	rest    = 2 * time.Millisecond
 	paceFor = 15 * time.Second
 )
 
@@ -117,8 +121,8 @@ func paceThread() func() {
 
 // Pace, called every few tens of microseconds from the loops of work that
 // RunPaced may run, keeps that work to bursts: once a millisecond has passed
-// since the thread's last rest, it sleeps for a millisecond, for the first 15
-// s of the run. A thread in SCHED_IDLE gives way to any other, yet beside a
+// since the thread's last rest, it sleeps for two, for the first 15 s of the
+// run. A thread in SCHED_IDLE gives way to any other, yet beside a
 // server under closed-loop load on 2 vCPUs an endless SCHED_IDLE loop cut the
 // server's throughput by a fifth and doubled its p99, where the same loop in
 // 1 ms bursts with 2 ms rests changed neither (BENCHMARKS.md): the rests
