@@ -348,9 +348,10 @@ func (m *models) background(f func() error) error {
 // reserve sets memory aside for the next version while a model has room for
 // one more within KeepVersions: as much as the largest such model's newest
 // version took (hugepage.Reserve). Loading into memory the process has never
-// touched costs the host's page faults on the serving vCPUs; a 1M-item
-// version's first swap under 10,000 requests/s had a p99 of 2.1–4.1 ms that
-// way against 1.9–2.1 ms into memory set aside (BENCHMARKS.md, twelfth
+// touched costs the host's page faults on the serving vCPUs: beside 10,000
+// requests/s, a 1M-item version loaded into memory set aside served 5.1–5.8 s
+// after its publish instead of 8.0–9.1, and the p99 while it loaded was 2.55
+// ms instead of 2.77 on average over 10 pairs of runs (BENCHMARKS.md, twelfth
 // session). The memory is resident from then on: a server keeping two
 // versions holds that much from its first load, not from its first swap.
 // Without room it releases what it set aside. The first refresh, before the

@@ -3,6 +3,8 @@
 // hundreds of megabytes of graph links and codes; with 4 KiB pages nearly
 // every row also misses the TLB. On one host huge pages made a one-thread
 // search of a 1M graph 8–29% faster, on others no different (BENCHMARKS.md).
+// It also keeps memory set aside for the arrays of a version still to load
+// (Reserve, Track), so that a load need not touch pages the process never had.
 package hugepage
 
 import "unsafe"
