@@ -213,7 +213,7 @@ func report(w io.Writer, cfg benchConfig, r *benchResult) {
 		row("after", r.after)
 	}
 	raw := cfg.rawBytes()
-	fmt.Fprintf(w, "\nserver RSS: %s after the steady phase (1 version: %.2fx its %s raw embeddings)", mib(r.rssSteady), float64(r.rssSteady)/float64(raw), mib(raw))
+	fmt.Fprintf(w, "\nserver RSS: %s after the steady phase (1 version and memory set aside for a second: %.2fx its %s raw embeddings)", mib(r.rssSteady), float64(r.rssSteady)/float64(raw), mib(raw))
 	if cfg.swap {
 		fmt.Fprintf(w, ", %s at the end (%d versions: %.2fx raw)", mib(r.rssEnd), r.versionsAtEnd, float64(r.rssEnd)/float64(raw*int64(r.versionsAtEnd)))
 	}
