@@ -28,6 +28,11 @@ func Make[T Elem](n int) []T {
 	if s := fromSpare[T](n); s != nil {
 		return s
 	}
+	return marked[T](n)
+}
+
+// marked is make with the whole huge pages inside marked (see Make).
+func marked[T Elem](n int) []T {
 	s := make([]T, n)
 	if b := inner(s); b != nil {
 		mark(b)

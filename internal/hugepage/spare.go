@@ -53,19 +53,17 @@ func Track() (stop func() (sizes []int, reserved int)) {
 
 // Reserve sets memory aside for arrays of the given sizes in bytes (as Track
 // returned them, plus 3% for a version that grew) and touches every page of
-// it now (calling background.Pace between huge pages), so that later tracked Makes of those sizes get memory the process
-// already has. It releases what was set aside before; Reserve(nil) releases
-// everything. The memory counts in the process's resident size from now on.
+// it now (calling background.Pace between huge pages), so that later tracked
+// Makes of those sizes get memory the process already has. It releases what
+// was set aside before; Reserve(nil) releases everything. The memory counts
+// in the process's resident size from now on.
 func Reserve(sizes []int) {
 	spare.Lock()
 	spare.chunks = nil
 	spare.Unlock()
 	chunks := make([][]byte, 0, len(sizes))
 	for _, n := range sizes {
-		b := make([]byte, (n+n/32+size-1)&^(size-1))
-		if in := inner(b); in != nil {
-			mark(in)
-		}
+		b := marked[byte]((n + n/32 + size - 1) &^ (size - 1))
 		for i := 0; i < len(b); i += 4096 {
 			if i%size == 0 {
 				background.Pace()
