@@ -364,12 +364,7 @@ func (m *models) reserve(first bool) {
 		if len(loaded) == 0 || len(loaded) >= m.keep {
 			continue
 		}
-		var newest *snapshot
-		for _, s := range loaded {
-			if newest == nil || newer(s.version, newest.version) {
-				newest = s
-			}
-		}
+		newest := newestOf(loaded)
 		if sum(newest.sizes) > sum(sizes) {
 			sizes, key = newest.sizes, name+"/"+newest.version
 		}
@@ -392,6 +387,17 @@ func (m *models) reserve(first bool) {
 	}
 }
 
+// newestOf returns the newest of loaded versions, or nil if there are none.
+func newestOf(loaded map[string]*snapshot) *snapshot {
+	var newest *snapshot
+	for _, s := range loaded {
+		if newest == nil || newer(s.version, newest.version) {
+			newest = s
+		}
+	}
+	return newest
+}
+
 func sum(sizes []int) int {
 	total := 0
 	for _, n := range sizes {
@@ -405,15 +411,9 @@ func (m *models) publishLocked(name string) {
 	st := m.stateLocked(name)
 	loaded := m.loaded[name]
 	v := &view{name: name, loaded: make(map[string]*snapshot, len(loaded)), salt: st.Salt, shadow: st.ShadowFraction}
-	var newest *snapshot
-	for ver, s := range loaded {
-		v.loaded[ver] = s
-		if newest == nil || newer(ver, newest.version) {
-			newest = s
-		}
-	}
+	maps.Copy(v.loaded, loaded)
 	var waiting []string
-	v.stable = newest
+	v.stable = newestOf(loaded)
 	if st.Stable != "" {
 		if s, ok := loaded[st.Stable]; ok {
 			v.stable = s
