@@ -24,7 +24,7 @@ func runDemo(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := finish(); err != nil {
+	if err := finish(ctx); err != nil {
 		return err
 	}
 	if !isSet(fs, "factors") {

@@ -12,11 +12,13 @@ import (
 
 	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/internal/daemon"
+	"github.com/recserve/recserve/internal/gcpace"
 )
 
 // serveFlags registers the flags shared by serve and demo. The returned function
-// finishes the configuration after parsing.
-func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) func() error {
+// finishes the configuration after parsing; the collector's pacing it starts
+// runs until ctx is done.
+func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) func(ctx context.Context) error {
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "gRPC listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", `REST gateway listen address ("off" disables it)`)
 	fs.StringVar(&cfg.DefaultModel, "default-model", "", "model for requests that name none (default: the only served model)")
@@ -40,12 +42,17 @@ func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) func() error {
 	})
 	fs.StringVar(&cfg.Topic, "topic", "interactions", "Kafka topic of interaction events")
 	gogc := fs.Int("gogc", defaultGOGC, "garbage collector target percentage (see GOGC); a set GOGC environment variable wins unless this flag is given")
+	headroom := fs.Uint64("gc-headroom-mib", 128, "collect once the heap has grown this many MiB beyond what is live, or by the -gogc percentage if that comes first (0: the percentage only)")
 	finishSecurity := securityFlags(fs, &cfg.Security)
-	return func() error {
+	return func(ctx context.Context) error {
 		if pct, ok := gcPercent(isSet(fs, "gogc"), *gogc, os.Getenv("GOGC")); ok {
 			debug.SetGCPercent(pct)
 		}
-		return finishSecurity()
+		if err := finishSecurity(); err != nil {
+			return err
+		}
+		go gcpace.Run(ctx, *headroom<<20, time.Second)
+		return nil
 	}
 }
 
@@ -75,7 +82,7 @@ func runServe(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := finish(); err != nil {
+	if err := finish(ctx); err != nil {
 		return err
 	}
 	if *models != "" {
