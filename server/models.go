@@ -17,6 +17,7 @@ import (
 
 	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/internal/background"
+	"github.com/recserve/recserve/internal/gcpace"
 	"github.com/recserve/recserve/internal/hugepage"
 	"github.com/recserve/recserve/registry"
 )
@@ -320,6 +321,7 @@ func (m *models) syncStateLocked(name string) bool {
 // yet, runs at full speed. Its big arrays come from the memory set aside for
 // it (see reserve) where they fit.
 func (m *models) load(ctx context.Context, name, version string) (s *snapshot, err error) {
+	defer gcpace.Hold()() // the ids are strings until the snapshot is built
 	err = m.background(func() error {
 		stop := hugepage.Track()
 		defer func() {

@@ -5,16 +5,17 @@
 // every collection is followed by the runtime's background sweeper working
 // through all of it on a processor of its own. With 1M items (1.56 GB live)
 // at 10,000 requests/s, GOGC 25 let 390 MB pile up; the sweep after each
-// collection took about 45 ms of CPU within 200 ms and raised the p99 of the
-// 100 ms intervals around it by 4–5 ms, where GOGC 6 raised it by 1–1.4 ms,
-// held 300 MiB less, and cost no measurable CPU (BENCHMARKS.md, thirteenth
-// session).
+// collection took about 45 ms of CPU within 200 ms, and the 100 ms intervals
+// around each collection had a p99 3–9 ms above the others. With 128 MiB of
+// headroom: 1–3 ms above, 256 MiB less resident, no more CPU per request
+// (BENCHMARKS.md, thirteenth session).
 package gcpace
 
 import (
 	"context"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"time"
 )
 
@@ -32,27 +33,65 @@ func Percent(live, headroom uint64, most int) int {
 // Run sets the collector's percentage every interval until ctx is done, to
 // Percent of the live heap the last collection found, the headroom, and the
 // percentage in force when Run started (GOGC or debug.SetGCPercent) as the
-// most. With the collector off, or a headroom of 0, it does nothing.
+// most; to the most while work holds it (Hold). With the collector off, or a
+// headroom of 0, it does nothing. One Run at a time.
 func Run(ctx context.Context, headroom uint64, interval time.Duration) {
-	most := int(read("/gc/gogc:percent"))
-	if headroom == 0 || most <= 0 {
+	top := int(read("/gc/gogc:percent"))
+	if headroom == 0 || top <= 0 {
 		return
 	}
-	defer debug.SetGCPercent(most)
+	state.Lock()
+	state.most = top
+	state.Unlock()
+	defer func() {
+		state.Lock()
+		state.most = 0
+		debug.SetGCPercent(top)
+		state.Unlock()
+	}()
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	last := most
 	for {
-		if p := Percent(read("/gc/heap/live:bytes"), headroom, most); p != last {
-			debug.SetGCPercent(p)
-			last = p
+		state.Lock()
+		p := top
+		if state.holds == 0 {
+			p = Percent(read("/gc/heap/live:bytes"), headroom, top)
 		}
+		debug.SetGCPercent(p)
+		state.Unlock()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// Hold sets the collector's percentage back to the most Run allows until
+// release is called, for work that allocates much while data with pointers
+// is live: a version's load keeps its ids as strings until its tables are
+// built, and a collection then would mark them all (44–219 ms beside a
+// serving server, against 2–5 with the room the most leaves). Without Run it
+// does nothing.
+func Hold() (release func()) {
+	state.Lock()
+	state.holds++
+	if state.most > 0 {
+		debug.SetGCPercent(state.most)
+	}
+	state.Unlock()
+	return func() {
+		state.Lock()
+		state.holds--
+		state.Unlock()
+	}
+}
+
+// state is what Run and Hold share.
+var state struct {
+	sync.Mutex
+	most  int // the percentage Run started with; 0 while it does not run
+	holds int // Hold calls not yet released
 }
 
 // read returns the runtime metric name, a uint64.

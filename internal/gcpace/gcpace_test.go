@@ -30,7 +30,7 @@ func TestPercent(t *testing.T) {
 // live keeps memory reachable while a test runs.
 var live [][]byte
 
-func TestRunFollowsTheLiveHeapAndRestores(t *testing.T) {
+func TestRunFollowsTheLiveHeapHoldsAndRestores(t *testing.T) {
 	old := debug.SetGCPercent(40)
 	defer debug.SetGCPercent(old)
 	live = make([][]byte, 64)
@@ -43,21 +43,42 @@ func TestRunFollowsTheLiveHeapAndRestores(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { Run(ctx, 8<<20, time.Millisecond); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got, want := int(read("/gc/gogc:percent")), Percent(read("/gc/heap/live:bytes"), 8<<20, 40)
-		if got == want && got < 40 {
-			break // ~64 MiB live: 8 MiB is about 13%
+	paced := func() {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, want := int(read("/gc/gogc:percent")), Percent(read("/gc/heap/live:bytes"), 8<<20, 40)
+			if got == want && got < 40 {
+				return // ~64 MiB live: 8 MiB is about 13%
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GC percent %d, want %d (live %d bytes)", got, want, read("/gc/heap/live:bytes"))
+			}
+			time.Sleep(time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GC percent %d, want %d (live %d bytes)", got, want, read("/gc/heap/live:bytes"))
-		}
-		time.Sleep(time.Millisecond)
 	}
+	paced()
+
+	release := Hold()
+	if got := read("/gc/gogc:percent"); got != 40 {
+		t.Errorf("GC percent %d as Hold returned, want the most, 40", got)
+	}
+	time.Sleep(20 * time.Millisecond) // many of Run's intervals
+	if got := read("/gc/gogc:percent"); got != 40 {
+		t.Errorf("GC percent %d while held, want 40", got)
+	}
+	release()
+	paced()
+
 	cancel()
 	<-done
 	if got := read("/gc/gogc:percent"); got != 40 {
 		t.Errorf("GC percent %d after Run returned, want 40 restored", got)
+	}
+	debug.SetGCPercent(30)
+	Hold()() // without Run: no change
+	if got := read("/gc/gogc:percent"); got != 30 {
+		t.Errorf("GC percent %d after a Hold without Run, want 30 as set", got)
 	}
 }
 
