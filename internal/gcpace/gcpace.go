@@ -7,8 +7,12 @@
 // at 10,000 requests/s, GOGC 25 let 390 MB pile up; the sweep after each
 // collection took about 45 ms of CPU within 200 ms, and the 100 ms intervals
 // around each collection had a p99 3–9 ms above the others. With 128 MiB of
-// headroom: 1–3 ms above, 256 MiB less resident, no more CPU per request
-// (BENCHMARKS.md, thirteenth session).
+// headroom: 1–3 ms above, 256 MiB less resident, no more CPU per request.
+// The cost is in a version's load: it needs the room the percentage leaves
+// (Hold), and the heap grows back into memory the runtime had returned to the
+// kernel, on the serving goroutines: the p99 while a 1M version loaded was
+// 17–104 ms (median 61) against 17–42 (median 27) with the percentage alone
+// (BENCHMARKS.md, thirteenth session). So it is not the default.
 package gcpace
 
 import (
