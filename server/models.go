@@ -322,7 +322,11 @@ func (m *models) syncStateLocked(name string) bool {
 // it (see reserve) where they fit.
 func (m *models) load(ctx context.Context, name, version string) (s *snapshot, err error) {
 	defer gcpace.Hold()() // the ids are strings until the snapshot is built
-	err = m.background(func() error {
+	run := background.Run
+	if len(*m.served.Load()) > 0 {
+		run = background.RunPaced
+	}
+	err = run(func() error {
 		stop := hugepage.Track()
 		defer func() {
 			if sizes, reserved := stop(); s != nil {
@@ -337,14 +341,6 @@ func (m *models) load(ctx context.Context, name, version string) (s *snapshot, e
 		return err
 	})
 	return s, err
-}
-
-// background runs f as package background does, paced while any version serves.
-func (m *models) background(f func() error) error {
-	if len(*m.served.Load()) > 0 {
-		return background.RunPaced(f)
-	}
-	return background.Run(f)
 }
 
 // reserve sets memory aside for the next version while a model has room for
