@@ -43,25 +43,30 @@ type Item struct {
 }
 
 // Bundle is one version of a model: factor matrices, ids and the users'
-// training interactions. Row i of UserVectors belongs to UserIDs[i] and row i
-// of ItemVectors to Items[i].
+// training interactions. Row i of UserVectors belongs to user i and row i of
+// ItemVectors to item i.
+//
+// A bundle made to publish lists its users in UserIDs and its items in Items.
+// One that Load returns leaves both nil and holds what serving needs of
+// them, without a pointer per id (see Rows): UserRows, ItemRows and Catalog.
+// Those three work on either kind.
 type Bundle struct {
 	Manifest    Manifest
 	UserIDs     []string
-	UserVectors []float32 // row-major, len(UserIDs)*Dim
+	UserVectors []float32 // row-major, Users*Dim
 	Items       []Item
-	ItemVectors []float32 // row-major, len(Items)*Dim
-	SeenOffsets []int64   // CSR, len(UserIDs)+1, or nil
+	ItemVectors []float32 // row-major, Items*Dim
+	SeenOffsets []int64   // CSR, Users+1, or nil
 	SeenItems   []int32   // item rows; user u's are SeenItems[SeenOffsets[u]:SeenOffsets[u+1]]
 	Index       []byte    // optional: the IndexFile, a prebuilt index over ItemVectors
 
-	// Row of every user and item id, when Load built them checking the ids.
+	// What Load decoded the ids and items into.
 	userRows, itemRows *Rows
+	catalog            *Catalog
 }
 
-// UserRows finds the row of a user id: the index Load built while checking
-// the ids, or a new one for a bundle made otherwise (where an id that repeats
-// keeps its first row).
+// UserRows finds the row of a user id: the index Load built, or a new one
+// for a bundle made otherwise (where an id that repeats keeps its first row).
 func (b *Bundle) UserRows() *Rows {
 	if b.userRows != nil {
 		return b.userRows
@@ -79,6 +84,32 @@ func (b *Bundle) ItemRows() *Rows {
 	items := b.Items
 	r, _, _ := newRows(len(items), func(i int) string { return items[i].ID })
 	return r
+}
+
+// Catalog returns the items' categories and availability: the catalog Load
+// built, or a new one for a bundle made otherwise.
+func (b *Bundle) Catalog() *Catalog {
+	if b.catalog != nil {
+		return b.catalog
+	}
+	return catalogOf(b.Items)
+}
+
+// userIDs returns the number of users and the id of each row, from UserIDs
+// or from the rows Load built.
+func (b *Bundle) userIDs() (int, func(int) string) {
+	if b.userRows != nil && b.UserIDs == nil {
+		return b.userRows.Rows(), b.userRows.ID
+	}
+	return len(b.UserIDs), func(i int) string { return b.UserIDs[i] }
+}
+
+// itemIDs is userIDs for the items.
+func (b *Bundle) itemIDs() (int, func(int) string) {
+	if b.itemRows != nil && b.Items == nil {
+		return b.itemRows.Rows(), b.itemRows.ID
+	}
+	return len(b.Items), func(i int) string { return b.Items[i].ID }
 }
 
 // Seen returns the item rows user row u interacted with in training, or nil
@@ -120,27 +151,29 @@ func (b *Bundle) Validate() error {
 	if m.Metric != MetricDot {
 		return invalid("Manifest.Metric", fmt.Errorf("is %q, want %q", m.Metric, MetricDot))
 	}
-	if m.Users != len(b.UserIDs) {
-		return invalid("Manifest.Users", fmt.Errorf("is %d, but there are %d UserIDs", m.Users, len(b.UserIDs)))
+	users, userID := b.userIDs()
+	items, itemID := b.itemIDs()
+	if m.Users != users {
+		return invalid("Manifest.Users", fmt.Errorf("is %d, but there are %d UserIDs", m.Users, users))
 	}
-	if m.Items != len(b.Items) {
-		return invalid("Manifest.Items", fmt.Errorf("is %d, but there are %d Items", m.Items, len(b.Items)))
+	if m.Items != items {
+		return invalid("Manifest.Items", fmt.Errorf("is %d, but there are %d Items", m.Items, items))
 	}
 	for _, k := range slices.Sorted(maps.Keys(m.Metrics)) {
 		if v := m.Metrics[k]; math.IsNaN(v) || math.IsInf(v, 0) {
 			return invalid(fmt.Sprintf("Manifest.Metrics[%q]", k), fmt.Errorf("is %v, want a finite number", v))
 		}
 	}
-	if _, err := checkIDs(len(b.UserIDs), func(i int) string { return b.UserIDs[i] }); err != nil {
+	if _, err := checkIDs(users, userID); err != nil {
 		return invalid("UserIDs", err)
 	}
-	if err := checkVectors(b.UserVectors, len(b.UserIDs), m.Dim); err != nil {
+	if err := checkVectors(b.UserVectors, users, m.Dim); err != nil {
 		return invalid("UserVectors", err)
 	}
-	if _, err := checkIDs(len(b.Items), func(i int) string { return b.Items[i].ID }); err != nil {
+	if _, err := checkIDs(items, itemID); err != nil {
 		return invalid("Items", err)
 	}
-	if err := checkVectors(b.ItemVectors, len(b.Items), m.Dim); err != nil {
+	if err := checkVectors(b.ItemVectors, items, m.Dim); err != nil {
 		return invalid("ItemVectors", err)
 	}
 	if b.SeenOffsets == nil {
@@ -149,10 +182,10 @@ func (b *Bundle) Validate() error {
 		}
 		return nil
 	}
-	if err := checkSeenOffsets(b.SeenOffsets, len(b.UserIDs)); err != nil {
+	if err := checkSeenOffsets(b.SeenOffsets, users); err != nil {
 		return invalid("SeenOffsets", err)
 	}
-	if err := checkSeenItems(b.SeenItems, b.SeenOffsets[len(b.UserIDs)], len(b.Items)); err != nil {
+	if err := checkSeenItems(b.SeenItems, b.SeenOffsets[users], items); err != nil {
 		return invalid("SeenItems", err)
 	}
 	return nil
@@ -274,6 +307,6 @@ func (b *Bundle) ReorderItems(order []int32) error {
 	for j, it := range b.SeenItems {
 		b.SeenItems[j] = newRow[it]
 	}
-	b.Items, b.ItemVectors, b.Index, b.itemRows = items, vecs, nil, nil
+	b.Items, b.ItemVectors, b.Index = items, vecs, nil
 	return nil
 }

@@ -102,26 +102,37 @@ func TestBundleRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	userIDs, items := idsOf(b)
 	for name, bb := range map[string]*Bundle{"made": b, "loaded": loaded} {
-		users, items := bb.UserRows(), bb.ItemRows()
-		if users.Len() != len(bb.UserIDs) || items.Len() != len(bb.Items) {
-			t.Fatalf("%s: %d user rows, %d item rows; want %d and %d", name, users.Len(), items.Len(), len(bb.UserIDs), len(bb.Items))
+		users, itemRows := bb.UserRows(), bb.ItemRows()
+		if users.Len() != len(userIDs) || itemRows.Len() != len(items) {
+			t.Fatalf("%s: %d user rows, %d item rows; want %d and %d", name, users.Len(), itemRows.Len(), len(userIDs), len(items))
 		}
-		for i, id := range bb.UserIDs {
+		for i, id := range userIDs {
 			if row, ok := users.Row(id); !ok || row != int32(i) {
 				t.Errorf("%s: user %q at row %d (%v), want %d", name, id, row, ok, i)
 			}
 		}
-		for i, it := range bb.Items {
-			if row, ok := items.Row(it.ID); !ok || row != int32(i) {
+		c := bb.Catalog()
+		for i, it := range items {
+			if row, ok := itemRows.Row(it.ID); !ok || row != int32(i) {
 				t.Errorf("%s: item %q at row %d (%v), want %d", name, it.ID, row, ok, i)
 			}
+			if got := c.CategoryName(c.Category(int32(i))); got != it.Category || c.Available(int32(i)) != it.Available {
+				t.Errorf("%s: item %q in %q, available %v; want %q, %v", name, it.ID, got, c.Available(int32(i)), it.Category, it.Available)
+			}
 		}
-		for _, id := range []string{"", "nobody", bb.UserIDs[0] + "x"} {
+		for _, id := range []string{"", "nobody", userIDs[0] + "x"} {
 			if row, ok := users.Row(id); ok {
 				t.Errorf("%s: unknown user %q found at row %d", name, id, row)
 			}
 		}
+	}
+	if loaded.UserIDs != nil || loaded.Items != nil {
+		t.Error("Load kept a string per id: UserIDs or Items are set")
+	}
+	if _, err := r.Publish(loaded); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Publish of a loaded bundle = %v, want ErrInvalid", err)
 	}
 }
 
@@ -133,11 +144,12 @@ func TestReorderItems(t *testing.T) {
 		vec[it.ID] = slices.Clone(b.ItemVectors[i*dim : (i+1)*dim])
 	}
 	seenIDs := func(b *Bundle) [][]string {
+		users, items := idsOf(b)
 		var out [][]string
-		for u := range b.UserIDs {
+		for u := range users {
 			var ids []string
 			for _, it := range b.Seen(u) {
-				ids = append(ids, b.Items[it].ID)
+				ids = append(ids, items[it].ID)
 			}
 			slices.Sort(ids)
 			out = append(out, ids)
@@ -161,7 +173,8 @@ func TestReorderItems(t *testing.T) {
 	if b, err = r.Load(b.Manifest.Model, v); err != nil {
 		t.Fatal(err)
 	}
-	for i, it := range b.Items {
+	_, items := idsOf(b)
+	for i, it := range items {
 		if it.ID != newBundle(6, 9, 3, true).Items[order[i]].ID {
 			t.Errorf("item %d is %s, want the old item %d", i, it.ID, order[i])
 		}
@@ -175,11 +188,11 @@ func TestReorderItems(t *testing.T) {
 	if b.Index != nil {
 		t.Error("the prebuilt index over the old rows was kept")
 	}
-	if row, ok := b.ItemRows().Row(b.Items[0].ID); !ok || row != 0 {
-		t.Errorf("ItemRows finds %s at row %d (%v), want 0", b.Items[0].ID, row, ok)
+	if row, ok := b.ItemRows().Row(items[0].ID); !ok || row != 0 {
+		t.Errorf("ItemRows finds %s at row %d (%v), want 0", items[0].ID, row, ok)
 	}
 	for name, bad := range map[string][]int32{"short": order[1:], "repeated": {0, 0, 7, 1, 6, 2, 5, 3, 4}, "out of range": {9, 0, 7, 1, 6, 2, 5, 3, 4}} {
-		if err := b.ReorderItems(bad); err == nil {
+		if err := newBundle(6, 9, 3, true).ReorderItems(bad); err == nil {
 			t.Errorf("%s order accepted", name)
 		}
 	}

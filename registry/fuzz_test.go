@@ -15,7 +15,6 @@ import (
 	"slices"
 	"testing"
 	"unicode/utf8"
-	"unsafe"
 )
 
 // Seed corpora live in testdata/fuzz/<FuzzName>/; the seeds added here cover
@@ -97,13 +96,14 @@ func FuzzLoadManifest(f *testing.F) {
 	})
 }
 
-func FuzzDecodeItems(f *testing.F) {
+func FuzzDecodeCatalog(f *testing.F) {
 	f.Add([]byte(`{"id":"i1","category":"shoes","available":true,"attributes":{"color":"red"}}` + "\n" + `{"id":"i2"}` + "\n"))
 	f.Add([]byte(`{"id":"\u00e9","available":false,"category":null}`))
 	f.Add([]byte("{\"id\":\"a\"}\n\n"))
 	f.Add([]byte(`{"id":"x"} {"id":"y"}`))
+	f.Add([]byte(`{"id":"x"}` + "\n" + `{"id":"x"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		items, err := decodeItems(bytes.NewReader(data), 0)
+		items, err := decodeItemsForTest(data)
 		if err != nil {
 			return
 		}
@@ -111,16 +111,27 @@ func FuzzDecodeItems(f *testing.F) {
 		if err := encodeItems(&buf, items); err != nil {
 			t.Fatal(err)
 		}
-		items2, err := decodeItems(&buf, 1)
+		items2, err := decodeItemsForTest(buf.Bytes())
 		if err != nil {
 			t.Fatalf("re-reading %q: %v", buf.Bytes(), err)
 		}
 		if !slices.EqualFunc(items, items2, func(a, b Item) bool {
-			return a.ID == b.ID && a.Category == b.Category && a.Available == b.Available && maps.Equal(a.Attributes, b.Attributes)
+			return a.ID == b.ID && a.Category == b.Category && a.Available == b.Available
 		}) {
 			t.Fatalf("round trip changed %+v to %+v", items, items2)
 		}
 	})
+}
+
+// decodeItemsForTest decodes items.jsonl with decodeCatalog and returns the
+// items it keeps.
+func decodeItemsForTest(data []byte) ([]Item, error) {
+	rows, c, err := decodeCatalog(bytes.NewReader(data), 0)
+	if err != nil {
+		return nil, err
+	}
+	_, items := idsOf(&Bundle{itemRows: rows, catalog: c, userRows: &Rows{}})
+	return items, nil
 }
 
 // FuzzCanonicalItem holds the fast reader of encodeItems' lines to
@@ -159,7 +170,7 @@ func FuzzDecodeUserIDs(f *testing.F) {
 	f.Add([]byte("\xef\xbb\xbfu1\n"))
 	f.Add([]byte("\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ids, err := decodeUserIDs(string(data))
+		ids, err := decodeUserIDsForTest(data)
 		if err != nil {
 			return
 		}
@@ -167,11 +178,22 @@ func FuzzDecodeUserIDs(f *testing.F) {
 		if err := encodeUserIDs(&buf, ids); err != nil {
 			t.Fatal(err)
 		}
-		ids2, err := decodeUserIDs(buf.String())
+		ids2, err := decodeUserIDsForTest(buf.Bytes())
 		if err != nil || !slices.Equal(ids, ids2) {
 			t.Fatalf("round trip changed %q to %q, %v", ids, ids2, err)
 		}
 	})
+}
+
+// decodeUserIDsForTest decodes a copy of user_ids.txt with decodeUserRows
+// and returns its ids.
+func decodeUserIDsForTest(data []byte) ([]string, error) {
+	rows, err := decodeUserRows(bytes.Clone(data))
+	if err != nil {
+		return nil, err
+	}
+	users, _ := idsOf(&Bundle{userRows: rows, itemRows: &Rows{}, catalog: newCatalog(0)})
+	return users, nil
 }
 
 // FuzzLoad replaces one data file of a valid version, updating the manifest's
@@ -248,8 +270,8 @@ func FuzzLoad(f *testing.F) {
 }
 
 // TestCanonicalItemLines checks that the lines encodeItems writes for items
-// without attributes or escaped characters take the fast reader, and that the
-// items decodeItems returns share one string per category.
+// without attributes or escaped characters take the fast reader, and that
+// decodeCatalog numbers each category once.
 func TestCanonicalItemLines(t *testing.T) {
 	items := []Item{{ID: "i1", Category: "shoes", Available: true}, {ID: "i2", Available: false}, {ID: "é", Category: "shoes"}}
 	var buf bytes.Buffer
@@ -261,12 +283,15 @@ func TestCanonicalItemLines(t *testing.T) {
 			t.Errorf("fast reader refused %q", line)
 		}
 	}
-	got, err := decodeItems(&buf, 0)
-	if err != nil || !reflect.DeepEqual(got, items) {
-		t.Fatalf("decodeItems = %+v, %v; want %+v", got, err, items)
+	rows, c, err := decodeCatalog(&buf, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if unsafe.StringData(got[0].Category) != unsafe.StringData(got[2].Category) {
-		t.Error("two items of one category hold two copies of its name")
+	if _, got := idsOf(&Bundle{userRows: &Rows{}, itemRows: rows, catalog: c}); !reflect.DeepEqual(got, items) {
+		t.Fatalf("decodeCatalog keeps %+v; want %+v", got, items)
+	}
+	if c.Categories() != 2 || c.Category(0) != c.Category(2) {
+		t.Errorf("%d categories, items 0 and 2 in %d and %d; want 2, the same one", c.Categories(), c.Category(0), c.Category(2))
 	}
 	for _, line := range []string{`{"id":"a\"b","available":true}`, `{"id":"a","available":true,"attributes":{"k":"v"}}`, `{ "id":"a","available":true}`, `{"id":"a"}`} {
 		if _, ok := decodeCanonicalItem([]byte(line)); ok {

@@ -12,9 +12,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"strings"
 
 	"github.com/recserve/recserve/internal/background"
 	"github.com/recserve/recserve/internal/hugepage"
@@ -24,7 +22,9 @@ import (
 // read once, checksummed as it is decoded; its size and SHA-256 must match
 // the manifest. A version without manifest.json is ErrNotFound; any mismatch
 // with the manifest or the format is ErrCorrupt naming the file. Load never
-// allocates much more than the sizes of the files it reads.
+// allocates much more than the sizes of the files it reads. The ids and items
+// are decoded into tables without a pointer per id (see Bundle): a load
+// beside a serving server gives the garbage collector nothing new to mark.
 func (r *FS) Load(model, version string) (*Bundle, error) {
 	if err := checkModel(model); err != nil {
 		return nil, err
@@ -76,7 +76,7 @@ func (d fsVersion) exists() bool {
 }
 
 // load reads, verifies and decodes a version as [FS.Load] describes, from
-// any backend. It runs one garbage collection, before it reads the ids.
+// any backend.
 func load(src versionFiles, model, version string) (*Bundle, error) {
 	m, err := readManifest(src, model, version)
 	if err != nil {
@@ -129,28 +129,20 @@ func load(src versionFiles, model, version string) (*Bundle, error) {
 			return nil, err
 		}
 	}
-	// The ids and items come last: they are the version's only data with
-	// pointers (a string per id). The collections the big arrays set off are
-	// over before there are any to mark, and one more, cheap now, leaves the
-	// heap room for the ids, so that none starts while they are live (one
-	// that did marked for 12–35 ms beside a serving server, against 1–5).
-	runtime.GC()
 	err = l.read(UserIDsFile, func(r io.Reader, size int64) error {
-		var text strings.Builder // the ids share its one allocation
-		text.Grow(int(size))
-		if _, err := io.Copy(&text, r); err != nil {
+		text := hugepage.Make[byte](int(size))
+		if _, err := io.ReadFull(r, text); err != nil {
 			return err
 		}
-		ids, err := decodeUserIDs(text.String())
+		rows, err := decodeUserRows(text)
 		if err != nil {
 			return err
 		}
-		if len(ids) != m.Users {
-			return fmt.Errorf("has %d ids, the manifest says users=%d", len(ids), m.Users)
+		if rows.Rows() != m.Users {
+			return fmt.Errorf("has %d ids, the manifest says users=%d", rows.Rows(), m.Users)
 		}
-		b.UserIDs = ids
-		b.userRows, err = checkIDs(len(ids), func(i int) string { return ids[i] })
-		return err
+		b.userRows = rows
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -158,16 +150,15 @@ func load(src versionFiles, model, version string) (*Bundle, error) {
 	err = l.read(ItemsFile, func(r io.Reader, size int64) error {
 		// Room for the items the manifest promises, as far as the file can hold
 		// them (a line takes at least 8 bytes).
-		items, err := decodeItems(r, int(min(int64(m.Items), size/8)))
+		rows, catalog, err := decodeCatalog(r, int(min(int64(m.Items), size/8)))
 		if err != nil {
 			return err
 		}
-		if len(items) != m.Items {
-			return fmt.Errorf("has %d items, the manifest says items=%d", len(items), m.Items)
+		if rows.Rows() != m.Items {
+			return fmt.Errorf("has %d items, the manifest says items=%d", rows.Rows(), m.Items)
 		}
-		b.Items = items
-		b.itemRows, err = checkIDs(len(items), func(i int) string { return items[i].ID })
-		return err
+		b.itemRows, b.catalog = rows, catalog
+		return nil
 	})
 	if err != nil {
 		return nil, err

@@ -95,6 +95,9 @@ func preparePublish(b *Bundle) (*Bundle, error) {
 	if b == nil {
 		return nil, fmt.Errorf("registry: publish: %w: nil bundle", ErrInvalid)
 	}
+	if b.userRows != nil || b.itemRows != nil {
+		return nil, fmt.Errorf("registry: publish: %w: a bundle Load returned has no UserIDs or Items to write", ErrInvalid)
+	}
 	m := b.Manifest
 	if m.FormatVersion == 0 {
 		m.FormatVersion = FormatVersion

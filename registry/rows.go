@@ -27,23 +27,28 @@ type Rows struct {
 // newRows indexes n ids (id(row) for row in [0, n)); an id that repeats keeps
 // its first row. first and dup are the rows of the first repeat, else -1.
 func newRows(n int, id func(row int) string) (rows *Rows, first, dup int) {
-	size := 16
-	for size < 2*n {
-		size *= 2
-	}
-	r := &Rows{ends: hugepage.Make[int](n), slots: hugepage.Make[int32](size), seed: maphash.MakeSeed()}
 	total := 0
 	for row := range n {
 		total += len(id(row))
 	}
-	text := hugepage.Make[byte](total)[:0]
+	text, ends := hugepage.Make[byte](total)[:0], hugepage.Make[int](n)
 	for row := range n {
 		text = append(text, id(row)...)
-		r.ends[row] = len(text)
+		ends[row] = len(text)
 	}
-	r.text = unsafe.String(unsafe.SliceData(text), len(text))
+	return indexRows(text, ends)
+}
+
+// indexRows indexes the ids text holds back to back, id row ending at
+// ends[row], as newRows does; the Rows keeps text and ends.
+func indexRows(text []byte, ends []int) (rows *Rows, first, dup int) {
+	size := 16
+	for size < 2*len(ends) {
+		size *= 2
+	}
+	r := &Rows{text: unsafe.String(unsafe.SliceData(text), len(text)), ends: ends, slots: hugepage.Make[int32](size), seed: maphash.MakeSeed()}
 	first, dup = -1, -1
-	for row := range n {
+	for row := range ends {
 		if row%4096 == 0 {
 			background.Pace()
 		}

@@ -7,35 +7,50 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/recserve/recserve/internal/background"
+	"github.com/recserve/recserve/internal/hugepage"
 )
 
-// decodeUserIDs splits the content of user_ids.txt into ids: one per line, LF
-// line endings, the final LF optional. An empty file holds no ids. The ids are
-// substrings of s.
-func decodeUserIDs(s string) ([]string, error) {
-	if s == "" {
-		return nil, nil
-	}
-	if strings.HasPrefix(s, "\uFEFF") {
+// decodeUserRows indexes the content of user_ids.txt: one id per line, LF
+// line endings, the final LF optional. An empty file holds no ids. It moves
+// the ids together at the start of text, which the Rows keeps: no string per
+// id is made.
+func decodeUserRows(text []byte) (*Rows, error) {
+	if bytes.HasPrefix(text, []byte("\uFEFF")) {
 		return nil, errors.New("starts with a UTF-8 byte order mark")
 	}
-	s = strings.TrimSuffix(s, "\n")
-	ids := make([]string, 0, strings.Count(s, "\n")+1)
-	for line := 1; ; line++ {
-		id, rest, more := strings.Cut(s, "\n")
-		if err := checkID(id); err != nil {
-			return nil, fmt.Errorf("line %d: %v", line, err)
-		}
-		ids = append(ids, id)
-		if !more {
-			return ids, nil
-		}
-		s = rest
+	rest := bytes.TrimSuffix(text, []byte("\n"))
+	n := 0
+	if len(text) > 0 {
+		n = bytes.Count(rest, []byte("\n")) + 1
 	}
+	ends := hugepage.Make[int](n)
+	end := 0
+	for row := range n {
+		if row%4096 == 0 {
+			background.Pace()
+		}
+		var id []byte
+		id, rest, _ = bytes.Cut(rest, []byte("\n"))
+		if err := checkID(unsafe.String(unsafe.SliceData(id), len(id))); err != nil {
+			return nil, fmt.Errorf("line %d: %v", row+1, err)
+		}
+		end += copy(text[end:], id) // never past what is still to read
+		ends[row] = end
+	}
+	return uniqueRows(text[:end], ends)
+}
+
+// uniqueRows indexes ids as indexRows does, and fails on an id that repeats.
+func uniqueRows(text []byte, ends []int) (*Rows, error) {
+	r, first, dup := indexRows(text, ends)
+	if dup >= 0 {
+		return nil, fmt.Errorf("row %d: duplicate id %q, first at row %d", dup, r.ID(dup), first)
+	}
+	return r, nil
 }
 
 // encodeUserIDs writes ids one per line, each ended by LF.
@@ -56,42 +71,45 @@ type itemLine struct {
 	Attributes map[string]string `json:"attributes"`
 }
 
-// maxSharedCategories bounds the distinct categories decodeItems shares one
-// string among their items.
-const maxSharedCategories = 1024
-
-// decodeItems reads items.jsonl: one JSON object per line, LF line endings,
-// the final LF optional. Unknown fields are errors. capacity is the number
-// of items expected.
-func decodeItems(r io.Reader, capacity int) ([]Item, error) {
+// decodeCatalog reads items.jsonl: one JSON object per line, LF line
+// endings, the final LF optional; unknown fields are errors. It returns the
+// rows of the items' ids and their catalog; attributes are checked, not
+// kept. capacity is the number of items expected.
+func decodeCatalog(r io.Reader, capacity int) (*Rows, *Catalog, error) {
 	br := bufio.NewReader(r)
-	items := make([]Item, 0, capacity)
-	categories := map[string]string{} // one string per category, not per item
+	var text []byte // the ids, back to back
+	ends := hugepage.Make[int](capacity)[:0]
+	c := newCatalog(capacity)
 	for line := 1; ; line++ {
 		if line%1024 == 0 {
 			background.Pace()
 		}
 		b, err := br.ReadBytes('\n')
 		if err != nil && err != io.EOF {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(b) == 0 && err == io.EOF {
-			return items, nil
+			break
 		}
 		it, derr := decodeItem(bytes.TrimSuffix(b, []byte("\n")))
 		if derr != nil {
-			return nil, fmt.Errorf("line %d: %v", line, derr)
+			return nil, nil, fmt.Errorf("line %d: %v", line, derr)
 		}
-		if c, ok := categories[it.Category]; ok {
-			it.Category = c
-		} else if len(categories) < maxSharedCategories {
-			categories[it.Category] = it.Category
+		if derr := checkID(it.ID); derr != nil {
+			return nil, nil, fmt.Errorf("line %d: %v", line, derr)
 		}
-		items = append(items, it)
+		text = append(text, it.ID...)
+		ends = append(ends, len(text))
+		c.add(it.Category, it.Available)
 		if err == io.EOF {
-			return items, nil
+			break
 		}
 	}
+	rows, err := uniqueRows(append(hugepage.Make[byte](len(text))[:0], text...), ends)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rows, c, nil
 }
 
 func decodeItem(b []byte) (Item, error) {

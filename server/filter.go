@@ -40,9 +40,9 @@ func compileFilter(s *snapshot, f *recservev1.Filter) *itemFilter {
 }
 
 func (s *snapshot) categoryMask(names []string) []bool {
-	mask := make([]bool, len(s.catID))
+	mask := make([]bool, s.catalog.Categories())
 	for _, n := range names {
-		if c, ok := s.catID[n]; ok {
+		if c, ok := s.catalog.CategoryNumber(n); ok {
 			mask[c] = true
 		}
 	}
@@ -74,11 +74,11 @@ func (f *itemFilter) allow(id int32) bool {
 	if id == f.self {
 		return false
 	}
-	if !f.includeUnavailable && f.s.unavailable.contains(id) {
+	if !f.includeUnavailable && !f.s.catalog.Available(id) {
 		return false
 	}
 	if f.includeCat != nil || f.excludeCat != nil { // only then read the item's category
-		cat := f.s.itemCat[id]
+		cat := f.s.catalog.Category(id)
 		if f.includeCat != nil && !f.includeCat[cat] {
 			return false
 		}

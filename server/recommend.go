@@ -287,12 +287,12 @@ func (s *snapshot) scored(hits []index.Result) []*recservev1.ScoredItem {
 	out := make([]*recservev1.ScoredItem, len(hits))
 	slab := make([]recservev1.ScoredItem, len(hits))
 	for i, h := range hits {
-		slab[i].ItemId, slab[i].Score, slab[i].Category = s.itemRow.ID(int(h.ID)), h.Score, s.catNames[s.itemCat[h.ID]]
+		slab[i].ItemId, slab[i].Score, slab[i].Category = s.itemRow.ID(int(h.ID)), h.Score, s.catalog.CategoryName(s.catalog.Category(h.ID))
 		out[i] = &slab[i]
 	}
 	return out
 }
 
 func (s *snapshot) item(row int32, score float32) *recservev1.ScoredItem {
-	return &recservev1.ScoredItem{ItemId: s.itemRow.ID(int(row)), Score: score, Category: s.catNames[s.itemCat[row]]}
+	return &recservev1.ScoredItem{ItemId: s.itemRow.ID(int(row)), Score: score, Category: s.catalog.CategoryName(s.catalog.Category(row))}
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/internal/background"
-	"github.com/recserve/recserve/internal/hugepage"
 	"github.com/recserve/recserve/registry"
 	"github.com/recserve/recserve/trainer"
 )
@@ -20,22 +19,16 @@ type snapshot struct {
 	version string
 	dim     int
 
-	// The ids of the users and items, by row and the other way round. The
-	// bundle's UserIDs and Items are dropped once the snapshot is built: a
-	// string per id is garbage-collector work in every cycle (see Rows).
+	// The ids of the users and items, by row and the other way round, and the
+	// items' categories and availability: tables without a pointer per id,
+	// which every collection cycle would mark (see registry.Rows). Filters
+	// test availability for every node a search visits; at one bit per item
+	// it stays in cache (a []bool of 1M items missed it often enough to cost
+	// 8% of the server's CPU under load).
 	userRow *registry.Rows
 	itemRow *registry.Rows
+	catalog *registry.Catalog
 	bundle  *registry.Bundle
-
-	// category id per item row, category name -> id and id -> name.
-	itemCat  []int32
-	catID    map[string]int32
-	catNames []string
-	// unavailable item rows: filters test it for every node a search visits, and
-	// at one bit per item it stays in cache where bundle.Items (48 bytes per item)
-	// does not (a []bool of 1M items missed it often enough to cost 8% of the
-	// server's CPU under load).
-	unavailable bitset
 
 	items       index.Index
 	indexSource string          // "prebuilt" or "built", with why when a prebuilt graph was refused
@@ -49,39 +42,19 @@ type snapshot struct {
 	reservedBytes int
 }
 
-// bitset is a set of rows, one bit each.
-type bitset []uint64
-
-func newBitset(n int) bitset           { return make(bitset, (n+63)/64) }
-func (b bitset) add(i int32)           { b[i>>6] |= 1 << (uint32(i) & 63) }
-func (b bitset) contains(i int32) bool { return b[i>>6]&(1<<(uint32(i)&63)) != 0 }
-
 // newSnapshot builds the index and lookup tables for b and warms the index up.
-// The snapshot takes b over: b's UserIDs and Items are dropped (set to nil).
+// The snapshot takes b over: b's UserIDs and Items, if any, are dropped (set
+// to nil).
 func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*snapshot, error) {
 	m := b.Manifest
 	s := &snapshot{
-		model:       m.Model,
-		version:     m.Version,
-		dim:         m.Dim,
-		bundle:      b,
-		userRow:     b.UserRows(),
-		itemRow:     b.ItemRows(),
-		itemCat:     hugepage.Make[int32](len(b.Items)),
-		unavailable: newBitset(len(b.Items)),
-		catID:       make(map[string]int32),
-	}
-	for i, it := range b.Items {
-		c, ok := s.catID[it.Category]
-		if !ok {
-			c = int32(len(s.catID))
-			s.catID[it.Category] = c
-			s.catNames = append(s.catNames, it.Category)
-		}
-		s.itemCat[i] = c
-		if !it.Available {
-			s.unavailable.add(int32(i))
-		}
+		model:   m.Model,
+		version: m.Version,
+		dim:     m.Dim,
+		bundle:  b,
+		userRow: b.UserRows(),
+		itemRow: b.ItemRows(),
+		catalog: b.Catalog(),
 	}
 	b.UserIDs, b.Items = nil, nil // before the index allocates
 	// Sort each user's seen list so requests can binary-search it.
@@ -112,7 +85,7 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 // by row, with a counting sort: one pass per array, not a comparison sort of
 // all the items.
 func (s *snapshot) buildPopularity() {
-	counts := make([]int32, len(s.itemCat))
+	counts := make([]int32, s.catalog.Len())
 	for _, it := range s.bundle.SeenItems {
 		counts[it]++
 	}

@@ -52,7 +52,7 @@ func main() {
 	if *ef > 0 {
 		h = h.WithEfSearch(*ef)
 	}
-	users := len(b.UserIDs)
+	users := b.Manifest.Users
 	user := func(i int) []float32 { // spread over the table
 		u := i * 7919 % users
 		return b.UserVectors[u*dim : (u+1)*dim]

@@ -53,7 +53,7 @@ func TestTrainValidationAndGate(t *testing.T) {
 	if good <= 0 || b.Manifest.Metrics["val_ndcg"] <= 0 || b.Manifest.Params["factors"] != "16" {
 		t.Fatalf("manifest metrics %v params %v", b.Manifest.Metrics, b.Manifest.Params)
 	}
-	if b.Items[0].Category == "" {
+	if c := b.Catalog(); c.CategoryName(c.Category(0)) == "" {
 		t.Fatal("catalog metadata not published")
 	}
 	// The version carries its HNSW graph, and it is the graph of its vectors.

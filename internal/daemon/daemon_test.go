@@ -322,7 +322,7 @@ func TestMetricsPerVersion(t *testing.T) {
 		`recserve_models_loaded 1`,
 		`recserve_model_load_failures{model="demo"} 1`,
 		`recserve_model_version_age_seconds{model="demo",version="1"}`,
-		fmt.Sprintf(`recserve_index_items{model="demo",version="1"} %d`, len(v1.Items)),
+		fmt.Sprintf(`recserve_index_items{model="demo",version="1"} %d`, v1.Manifest.Items),
 		`go_goroutines`,
 	} {
 		if !strings.Contains(text, want) {
