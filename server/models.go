@@ -17,7 +17,6 @@ import (
 
 	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/internal/background"
-	"github.com/recserve/recserve/internal/gcpace"
 	"github.com/recserve/recserve/internal/hugepage"
 	"github.com/recserve/recserve/registry"
 )
@@ -321,7 +320,6 @@ func (m *models) syncStateLocked(name string) bool {
 // yet, runs at full speed. Its big arrays come from the memory set aside for
 // it (see reserve) where they fit.
 func (m *models) load(ctx context.Context, name, version string) (s *snapshot, err error) {
-	defer gcpace.Hold()() // the ids are strings until the snapshot is built
 	run := background.Run
 	if len(*m.served.Load()) > 0 {
 		run = background.RunPaced
