@@ -42,7 +42,7 @@ func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) func(ctx context.Context) 
 	})
 	fs.StringVar(&cfg.Topic, "topic", "interactions", "Kafka topic of interaction events")
 	gogc := fs.Int("gogc", defaultGOGC, "garbage collector target percentage (see GOGC); a set GOGC environment variable wins unless this flag is given")
-	headroom := fs.Uint64("gc-headroom-mib", 0, "collect once the heap has grown this many MiB beyond what is live, or by the -gogc percentage if that comes first (0: the percentage only; 128 trades smoother swaps for less memory and a lower steady p99, see README)")
+	headroom := fs.Uint64("gc-headroom-mib", 128, "collect once the heap has grown this many MiB beyond what is live, or by the -gogc percentage if that comes first (0: the percentage only)")
 	finishSecurity := securityFlags(fs, &cfg.Security)
 	return func(ctx context.Context) error {
 		if pct, ok := gcPercent(isSet(fs, "gogc"), *gogc, os.Getenv("GOGC")); ok {
