@@ -1,6 +1,10 @@
 package registry
 
-import "github.com/recserve/recserve/internal/hugepage"
+import (
+	"strings"
+
+	"github.com/recserve/recserve/internal/hugepage"
+)
 
 // Catalog is what serving keeps of a version's items, by row: each item's
 // category and whether it is available. It holds no pointer per item (see
@@ -27,11 +31,12 @@ func catalogOf(items []Item) *Catalog {
 	return c
 }
 
-// add appends an item.
+// add appends an item; the catalog keeps a copy of category.
 func (c *Catalog) add(category string, available bool) {
 	cat, ok := c.numbers[category]
 	if !ok {
 		cat = int32(len(c.names))
+		category = strings.Clone(category)
 		c.numbers[category] = cat
 		c.names = append(c.names, category)
 	}

@@ -2,6 +2,8 @@ package registry
 
 import (
 	"fmt"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -30,5 +32,21 @@ func TestCatalog(t *testing.T) {
 	}
 	if _, ok := c.CategoryNumber("c5"); ok {
 		t.Error("CategoryNumber found a category no item has")
+	}
+}
+
+// TestDecodeCatalogLongLines: lines longer than the reader's buffer decode
+// like the others.
+func TestDecodeCatalogLongLines(t *testing.T) {
+	long := strings.Repeat("x", 10_000)
+	data := `{"id":"a","available":true}` + "\n" + `{"id":"` + long + `","category":"` + long + `y","available":false}` + "\n" + `{"id":"b"}`
+	rows, c, err := decodeCatalog(strings.NewReader(data), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, items := idsOf(&Bundle{userRows: &Rows{}, itemRows: rows, catalog: c})
+	want := []Item{{ID: "a", Available: true}, {ID: long, Category: long + "y"}, {ID: "b", Available: true}}
+	if !reflect.DeepEqual(items, want) {
+		t.Errorf("decoded %d items, want %d: the long one %v", len(items), len(want), len(items) > 1 && reflect.DeepEqual(items[1], want[1]))
 	}
 }

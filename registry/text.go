@@ -84,7 +84,7 @@ func decodeCatalog(r io.Reader, capacity int) (*Rows, *Catalog, error) {
 		if line%1024 == 0 {
 			background.Pace()
 		}
-		b, err := br.ReadBytes('\n')
+		b, err := readLine(br)
 		if err != nil && err != io.EOF {
 			return nil, nil, err
 		}
@@ -112,6 +112,20 @@ func decodeCatalog(r io.Reader, capacity int) (*Rows, *Catalog, error) {
 	return rows, c, nil
 }
 
+// readLine reads up to and including the next LF, like ReadBytes, but
+// returns br's own buffer when the line fits in it: valid until the next read.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	b, err := br.ReadSlice('\n')
+	if err != bufio.ErrBufferFull {
+		return b, err
+	}
+	line := bytes.Clone(b)
+	rest, err := br.ReadBytes('\n')
+	return append(line, rest...), err
+}
+
+// decodeItem decodes one line of items.jsonl. The item's ID and Category may
+// share memory with b.
 func decodeItem(b []byte) (Item, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return Item{}, errors.New("empty line")
@@ -142,7 +156,8 @@ func decodeItem(b []byte) (Item, error) {
 // decoder, the form encodeItems writes for an item without attributes:
 // {"id":"…"[,"category":"…"],"available":true|false} with strings free of
 // escapes and control characters. ok is false for any other line, which
-// decodeItem then gives to encoding/json. b is valid UTF-8.
+// decodeItem then gives to encoding/json. b is valid UTF-8; the item's
+// strings share its memory.
 func decodeCanonicalItem(b []byte) (it Item, ok bool) {
 	rest, ok := bytes.CutPrefix(b, []byte(`{"id":`))
 	if !ok {
@@ -167,7 +182,7 @@ func decodeCanonicalItem(b []byte) (it Item, ok bool) {
 }
 
 // plainString reads a JSON string without escapes or control characters at
-// the start of b and returns it and what follows it.
+// the start of b and returns it, sharing b's memory, and what follows it.
 func plainString(b []byte) (s string, rest []byte, ok bool) {
 	if len(b) == 0 || b[0] != '"' {
 		return "", nil, false
@@ -175,7 +190,7 @@ func plainString(b []byte) (s string, rest []byte, ok bool) {
 	for i := 1; i < len(b); i++ {
 		switch c := b[i]; {
 		case c == '"':
-			return string(b[1:i]), b[i+1:], true
+			return unsafe.String(&b[1], i-1), b[i+1:], true
 		case c == '\\' || c < 0x20:
 			return "", nil, false
 		}
