@@ -10,8 +10,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
@@ -304,37 +302,4 @@ func TestLoadNotFound(t *testing.T) {
 			}
 		}
 	})
-}
-
-// TestLoadHasNoPointerPerID: what Load returns holds no pointer per user or
-// item id (a []string of the user ids alone would be 16 bytes each), so a
-// collection during or after a load has nothing new to mark per id.
-func TestLoadHasNoPointerPerID(t *testing.T) {
-	const users, items = 10_000, 10_000
-	r, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := r.Publish(newBundle(users, items, 2, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := scannableHeap()
-	b, err := r.Load("m", v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	grown := scannableHeap() - before
-	runtime.KeepAlive(b)
-	if limit := int64(users+items) * 16 / 10; grown > limit {
-		t.Errorf("a loaded version of %d users and %d items grew the scannable heap by %d bytes, want under %d", users, items, grown, limit)
-	}
-}
-
-// scannableHeap collects and returns the bytes of heap the collector scans.
-func scannableHeap() int64 {
-	runtime.GC()
-	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
-	metrics.Read(s)
-	return int64(s[0].Value.Uint64())
 }
