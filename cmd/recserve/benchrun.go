@@ -94,9 +94,10 @@ func benchServe(ctx context.Context, cfg benchConfig, out io.Writer) (*benchResu
 	}
 	// The load generator's heap is some 10 MB; at the default percentage it
 	// collected every second, and each collection's marking on its one
-	// processor delayed the requests falling due meanwhile (send lag p99
-	// 3.0–5.1 ms against 1.4–2.0 with 400, BENCHMARKS.md), latency the
-	// results would blame on the server.
+	// processor delayed the requests falling due meanwhile, latency the
+	// results would blame on the server (send lag p99 3.0–5.1 ms; 1.4–2.0
+	// at 400 and 1.1–1.5 at 800 but for one stall of the whole guest;
+	// BENCHMARKS.md).
 	defer debug.SetGCPercent(debug.SetGCPercent(loadGCPercent))
 	g := &loadGen{users: cfg.gen.Users, n: int32(cfg.n), timeout: cfg.timeout, workers: cfg.concurrency, rate: cfg.rate}
 	if err := g.dial(addr, cfg.conns); err != nil {
