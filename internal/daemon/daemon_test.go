@@ -299,7 +299,23 @@ func TestMetricsPerVersion(t *testing.T) {
 	if err := os.WriteFile(vectors, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // three registry polls
+	// The server polls the registry every 100 ms; wait until it has refused
+	// the version rather than for a fixed time (under -race on a busy machine,
+	// 300 ms was not always enough).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		health, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(health), "load_error demo/"+bad+": ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the corrupt version %s was not refused within 30 s; /healthz:\n%s", bad, health)
+		}
+	}
 	user := data.Events[0].UserID
 	for i := 0; i < 3; i++ {
 		getJSON(t, base+"/v1/users/"+user+"/recommendations?n=3", nil)
