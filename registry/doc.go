@@ -12,8 +12,10 @@
 // specifies the files for writers in other languages.
 //
 // Load verifies the size and SHA-256 checksum of every file listed in the
-// manifest while decoding it, and checks the decoded bundle with
-// [Bundle.Validate]. Errors wrap [ErrNotFound], [ErrCorrupt] or [ErrInvalid] and
+// manifest while decoding it, and checks as it decodes all that
+// [Bundle.Validate] checks. It keeps the ids and items in tables without a
+// pointer per id ([Rows], [Catalog]), not in [Bundle.UserIDs] and
+// [Bundle.Items]. Errors wrap [ErrNotFound], [ErrCorrupt] or [ErrInvalid] and
 // name the model, version and file at fault.
 //
 // An [FS] has no mutable state; its methods are safe for concurrent use, also
