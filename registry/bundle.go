@@ -164,13 +164,13 @@ func (b *Bundle) Validate() error {
 			return invalid(fmt.Sprintf("Manifest.Metrics[%q]", k), fmt.Errorf("is %v, want a finite number", v))
 		}
 	}
-	if _, err := checkIDs(users, userID); err != nil {
+	if err := checkIDs(users, userID); err != nil {
 		return invalid("UserIDs", err)
 	}
 	if err := checkVectors(b.UserVectors, users, m.Dim); err != nil {
 		return invalid("UserVectors", err)
 	}
-	if _, err := checkIDs(items, itemID); err != nil {
+	if err := checkIDs(items, itemID); err != nil {
 		return invalid("Items", err)
 	}
 	if err := checkVectors(b.ItemVectors, items, m.Dim); err != nil {
@@ -215,22 +215,18 @@ func hasBreak(s string) bool {
 	return false
 }
 
-// checkIDs checks that the n ids returned by id are usable and unique, and
-// returns the row of each.
-func checkIDs(n int, id func(int) string) (*Rows, error) {
+// checkIDs checks that the n ids returned by id are usable and unique.
+func checkIDs(n int, id func(int) string) error {
 	for i := range n {
 		if i%4096 == 0 {
 			background.Pace()
 		}
 		if err := checkID(id(i)); err != nil {
-			return nil, fmt.Errorf("row %d: %v", i, err)
+			return fmt.Errorf("row %d: %v", i, err)
 		}
 	}
-	rows, first, dup := newRows(n, id)
-	if dup >= 0 {
-		return nil, fmt.Errorf("row %d: duplicate id %q, first at row %d", dup, id(dup), first)
-	}
-	return rows, nil
+	_, err := uniqueRows(packIDs(n, id))
+	return err
 }
 
 // checkVectors checks that v is a rows×dim matrix of finite numbers.

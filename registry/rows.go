@@ -27,16 +27,21 @@ type Rows struct {
 // newRows indexes n ids (id(row) for row in [0, n)); an id that repeats keeps
 // its first row. first and dup are the rows of the first repeat, else -1.
 func newRows(n int, id func(row int) string) (rows *Rows, first, dup int) {
+	return indexRows(packIDs(n, id))
+}
+
+// packIDs copies n ids back to back into text; id row ends at ends[row].
+func packIDs(n int, id func(row int) string) (text []byte, ends []int) {
 	total := 0
 	for row := range n {
 		total += len(id(row))
 	}
-	text, ends := hugepage.Make[byte](total)[:0], hugepage.Make[int](n)
+	text, ends = hugepage.Make[byte](total)[:0], hugepage.Make[int](n)
 	for row := range n {
 		text = append(text, id(row)...)
 		ends[row] = len(text)
 	}
-	return indexRows(text, ends)
+	return text, ends
 }
 
 // indexRows indexes the ids text holds back to back, id row ending at
