@@ -44,7 +44,7 @@ func TestDecodeCatalogLongLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, items := idsOf(&Bundle{userRows: &Rows{}, itemRows: rows, catalog: c})
+	items := itemList(rows, c)
 	want := []Item{{ID: "a", Available: true}, {ID: long, Category: long + "y"}, {ID: "b", Available: true}}
 	if !reflect.DeepEqual(items, want) {
 		t.Errorf("decoded %d items, want %d: the long one %v", len(items), len(want), len(items) > 1 && reflect.DeepEqual(items[1], want[1]))

@@ -153,12 +153,23 @@ func npy(t testing.TB, data any, shape ...int) []byte {
 // idsOf returns a bundle's user ids and its items as Load keeps them (without
 // attributes), from whichever form holds them.
 func idsOf(b *Bundle) (users []string, items []Item) {
-	ur, ir, c := b.UserRows(), b.ItemRows(), b.Catalog()
-	for row := range ur.Rows() {
-		users = append(users, ur.ID(row))
+	return idList(b.UserRows()), itemList(b.ItemRows(), b.Catalog())
+}
+
+// idList returns the ids of rows, by row.
+func idList(rows *Rows) []string {
+	var ids []string
+	for row := range rows.Rows() {
+		ids = append(ids, rows.ID(row))
 	}
-	for row := range int32(ir.Rows()) {
-		items = append(items, Item{ID: ir.ID(int(row)), Category: c.CategoryName(c.Category(row)), Available: c.Available(row)})
+	return ids
+}
+
+// itemList returns the items of rows and c, by row, without attributes.
+func itemList(rows *Rows, c *Catalog) []Item {
+	var items []Item
+	for row := range int32(rows.Rows()) {
+		items = append(items, Item{ID: rows.ID(int(row)), Category: c.CategoryName(c.Category(row)), Available: c.Available(row)})
 	}
-	return users, items
+	return items
 }
