@@ -74,7 +74,7 @@ func newInstruments(m metric.Meter, s *Server) (*instruments, error) {
 	if err != nil {
 		return nil, err
 	}
-	failures, err := m.Int64ObservableGauge("recserve_model_load_failures", metric.WithDescription("versions that could not be loaded (corrupt or unreadable); the served ones keep serving"))
+	failures, err := m.Int64ObservableGauge("recserve_model_load_failures", metric.WithDescription("versions that could not be loaded (corrupt, unreadable or over the memory limit); the served ones keep serving"))
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/internal/background"
 	"github.com/recserve/recserve/internal/hugepage"
+	"github.com/recserve/recserve/internal/memlimit"
 	"github.com/recserve/recserve/registry"
 )
 
@@ -29,6 +30,8 @@ type models struct {
 	reg      registry.Store
 	only     []string
 	keep     int
+	memLimit int64
+	inUse    func() int64 // memlimit.InUse; tests replace it
 	indexOpt index.Options
 	log      *slog.Logger
 	now      func() time.Time
@@ -66,6 +69,7 @@ type failure struct {
 	err   string
 	tries int       // failed loads so far
 	next  time.Time // when to try again
+	full  bool      // not loaded for want of memory: tried again on every refresh
 }
 
 // skipLocked reports whether version key ("model/version") failed and is not
@@ -77,7 +81,8 @@ func (m *models) skipLocked(key string) bool {
 
 func newModels(o Options, onSwap func()) *models {
 	m := &models{
-		reg: o.Registry, only: o.Models, keep: o.KeepVersions, indexOpt: o.Index, log: o.Logger, now: o.Clock, onSwap: onSwap,
+		reg: o.Registry, only: o.Models, keep: o.KeepVersions, memLimit: o.MemoryLimit, inUse: memlimit.InUse,
+		indexOpt: o.Index, log: o.Logger, now: o.Clock, onSwap: onSwap,
 		states: map[string]*rollout{}, stored: map[string][]byte{}, loaded: map[string]map[string]*snapshot{},
 		waiting: map[string][]string{}, failed: map[string]failure{},
 	}
@@ -162,6 +167,19 @@ func (m *models) refreshModel(ctx context.Context, name string, versions []strin
 		if _, ok := have[v]; ok {
 			continue
 		}
+		if err := m.roomFor(name); err != nil {
+			m.mu.Lock()
+			key := name + "/" + v
+			f := m.failed[key]
+			if !f.full {
+				m.log.Error("model version not loaded for want of memory; keeping the served ones, trying again on every refresh",
+					"model", name, "version", v, "err", err)
+			}
+			f.err, f.next, f.full = err.Error(), m.now(), true
+			m.failed[key] = f
+			m.mu.Unlock()
+			continue
+		}
 		start := time.Now()
 		s, err := m.load(ctx, name, v)
 		if err != nil {
@@ -170,7 +188,7 @@ func (m *models) refreshModel(ctx context.Context, name string, versions []strin
 			}
 			m.mu.Lock()
 			f := m.failed[name+"/"+v]
-			f.err, f.next = err.Error(), m.now().Add(min(retryFirst<<min(f.tries, 16), retryMax))
+			f.err, f.next, f.full = err.Error(), m.now().Add(min(retryFirst<<min(f.tries, 16), retryMax)), false
 			f.tries++
 			m.failed[name+"/"+v] = f
 			m.mu.Unlock()
@@ -370,6 +388,10 @@ func (m *models) reserve(first bool) {
 		return
 	}
 	m.reservedFor = key
+	if err := m.fits(sum(sizes)-hugepage.Reserved(), key); err != nil {
+		m.log.Warn("no memory set aside for the next version: it would not fit", "like", key, "err", err)
+		sizes, key = nil, ""
+	}
 	run := background.RunPaced
 	if first {
 		run = background.Run
@@ -381,6 +403,35 @@ func (m *models) reserve(first bool) {
 	if key != "" {
 		m.log.Info("memory set aside for the next version", "like", key, "bytes", hugepage.Reserved())
 	}
+}
+
+// roomFor returns why a new version of model name would not fit under the
+// memory limit, or nil. The version is expected to take as much as the
+// model's newest loaded version took in big arrays (hugepage.Track), less the
+// memory set aside for loads, which it takes first. A model's first version
+// is not checked.
+func (m *models) roomFor(name string) error {
+	m.mu.Lock()
+	newest := newestOf(m.loaded[name])
+	m.mu.Unlock()
+	if newest == nil {
+		return nil
+	}
+	return m.fits(sum(newest.sizes)-hugepage.Reserved(), name+"/"+newest.version)
+}
+
+// fits returns an error if more bytes of new memory, as much as version like
+// took, would take the process past nine tenths of the memory limit.
+func (m *models) fits(more int, like string) error {
+	if m.memLimit <= 0 || more <= 0 {
+		return nil
+	}
+	inUse, most := m.inUse(), m.memLimit-m.memLimit/10
+	if inUse+int64(more) <= most {
+		return nil
+	}
+	return fmt.Errorf("would need about %d MiB more (as much as %s took) with %d MiB in use; the memory limit is %d MiB, a tenth of it kept free",
+		more>>20, like, inUse>>20, m.memLimit>>20)
 }
 
 // newestOf returns the newest of loaded versions, or nil if there are none.

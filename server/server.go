@@ -54,6 +54,14 @@ type Options struct {
 	// KeepVersions is how many of the newest versions of each model stay loaded
 	// (default 2), besides pinned and labelled ones.
 	KeepVersions int
+	// MemoryLimit is the memory in bytes the process may use (0: no check). A
+	// new version whose load would take the process past nine tenths of it
+	// (the rest is left for requests and collections) is not loaded but tried
+	// again on every refresh, and memory is not set aside for a version beyond
+	// it: the served versions keep serving instead of the process being
+	// killed for memory. The check expects a new version to take as much as
+	// the model's newest loaded one, so a model's first version is not checked.
+	MemoryLimit int64
 	// Clock returns the time (default time.Now); tests drive rollouts with it.
 	Clock func() time.Time
 	// Meter records the metrics of deploy/METRICS.md (default: none).

@@ -719,3 +719,100 @@ func TestLaterVersionsLoadIntoUnloadedMemory(t *testing.T) {
 		t.Fatalf("third version: %d of its %d bytes of big arrays in the unloaded version's memory, want all", s.reservedBytes, sum(s.sizes))
 	}
 }
+
+// refresh runs one registry refresh.
+func (f *fixture) refresh(t *testing.T) {
+	t.Helper()
+	if err := f.srv.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// loadedVersions lists the loaded versions of model m, sorted.
+func (f *fixture) loadedVersions() []string {
+	view, _ := f.srv.models.get("m")
+	var out []string
+	for v := range view.loaded {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// limitedFixture is a server with a 1 GiB memory limit whose memory in use is
+// inUse's value instead of the process's.
+func limitedFixture(t *testing.T, inUse *atomic.Int64) *fixture {
+	t.Cleanup(func() { hugepage.Reserve(nil) })
+	f := newFixture(t, Options{MemoryLimit: 1 << 30})
+	f.srv.models.inUse = inUse.Load
+	return f
+}
+
+// TestMemoryLimitDefersThirdVersion checks that a version published while a
+// stable and a canary serve, which would take the process over its memory
+// limit, is not loaded, is reported, leaves both serving, and loads on the
+// first refresh after memory is free.
+func TestMemoryLimitDefersThirdVersion(t *testing.T) {
+	var inUse atomic.Int64
+	f := limitedFixture(t, &inUse)
+	admin := recservev1.NewModelAdminServiceClient(f.conn)
+	f.publish(t, testBundle("m", 50, 6000, 64, 51)) // item vectors of 1.5 MB: tracked
+	f.publish(t, testBundle("m", 50, 6000, 64, 52))
+	ctx := context.Background()
+	if _, err := admin.Pin(ctx, &recservev1.PinRequest{Model: "m", Version: "1", Stable: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.SetCanary(ctx, &recservev1.SetCanaryRequest{Model: "m", Version: "2", Percent: 50}); err != nil {
+		t.Fatal(err)
+	}
+
+	inUse.Store(1<<30 - 1<<30/10 - 1<<20) // 1 MiB short of nine tenths: less than a version's arrays
+	f.publish(t, testBundle("m", 50, 6000, 64, 53))
+	f.refresh(t) // once more: still refused, not given up
+	if got := f.loadedVersions(); !slices.Equal(got, []string{"1", "2"}) {
+		t.Fatalf("loaded %v over the memory limit, want 1 and 2", got)
+	}
+	if why := f.srv.models.failures()["m/3"]; !strings.Contains(why, "memory limit") {
+		t.Fatalf("version 3 not reported as over the memory limit: %q", why)
+	}
+	served := map[string]bool{}
+	for u := range 50 {
+		resp, err := f.client.Recommend(context.Background(), &recservev1.RecommendRequest{UserId: fmt.Sprintf("u%d", u)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		served[resp.GetModelVersion()] = true
+	}
+	if !served["1"] || !served["2"] || len(served) != 2 {
+		t.Fatalf("versions served over the memory limit %v, want stable 1 and canary 2", served)
+	}
+
+	inUse.Store(0)
+	f.refresh(t)
+	if got := f.loadedVersions(); !slices.Equal(got, []string{"1", "2", "3"}) {
+		t.Fatalf("loaded %v once memory was free, want 1, 2 and 3", got)
+	}
+	if errs := f.srv.models.failures(); len(errs) != 0 {
+		t.Fatalf("failures left after version 3 loaded: %v", errs)
+	}
+}
+
+// TestMemoryLimitHoldsNoReserve checks that a server with room for one
+// version under its limit sets no memory aside for a second and keeps serving
+// the first rather than loading the second.
+func TestMemoryLimitHoldsNoReserve(t *testing.T) {
+	var inUse atomic.Int64
+	inUse.Store(1 << 30)
+	f := limitedFixture(t, &inUse)
+	f.publish(t, testBundle("m", 50, 6000, 64, 61)) // a model's first version is not checked
+	if got := hugepage.Reserved(); got != 0 {
+		t.Fatalf("%d bytes set aside at the memory limit, want 0", got)
+	}
+	f.publish(t, testBundle("m", 50, 6000, 64, 62))
+	if got := f.loadedVersions(); !slices.Equal(got, []string{"1"}) {
+		t.Fatalf("loaded %v at the memory limit, want 1", got)
+	}
+	if got := f.srv.Served()["m"]; got != "1" {
+		t.Fatalf("serving %q, want 1", got)
+	}
+}

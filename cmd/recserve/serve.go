@@ -13,6 +13,7 @@ import (
 	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/internal/daemon"
 	"github.com/recserve/recserve/internal/gcpace"
+	"github.com/recserve/recserve/internal/memlimit"
 )
 
 // serveFlags registers the flags shared by serve and demo. The returned function
@@ -42,6 +43,7 @@ func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) func(ctx context.Context) 
 	})
 	fs.StringVar(&cfg.Topic, "topic", "interactions", "Kafka topic of interaction events")
 	gogc := fs.Int("gogc", defaultGOGC, "garbage collector target percentage (see GOGC); a set GOGC environment variable wins unless this flag is given")
+	memLimit := fs.Int64("memory-limit-mib", -1, "load no version that would take the process past nine tenths of this many MiB, keeping the served ones (-1: the memory limit of the process's cgroup, as Kubernetes sets it; 0: no check)")
 	headroom := fs.Uint64("gc-headroom-mib", 128, "collect once the heap has grown this many MiB beyond what is live, or by the -gogc percentage if that comes first (0: the percentage only)")
 	finishSecurity := securityFlags(fs, &cfg.Security)
 	return func(ctx context.Context) error {
@@ -50,6 +52,14 @@ func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) func(ctx context.Context) 
 		}
 		if err := finishSecurity(); err != nil {
 			return err
+		}
+		switch {
+		case *memLimit == -1:
+			cfg.MemoryLimit = memlimit.Cgroup()
+		case *memLimit >= 0:
+			cfg.MemoryLimit = *memLimit << 20
+		default:
+			return fmt.Errorf("-memory-limit-mib %d: want -1, 0 or a size", *memLimit)
 		}
 		go gcpace.Run(ctx, *headroom<<20, time.Second)
 		return nil

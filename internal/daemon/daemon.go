@@ -35,6 +35,9 @@ type Config struct {
 	DefaultModel string
 	Index        index.Options
 	PollInterval time.Duration
+	// MemoryLimit in bytes: no version is loaded that would take the process
+	// past nine tenths of it (server.Options.MemoryLimit); 0 checks nothing.
+	MemoryLimit int64
 	// ShutdownTimeout bounds the graceful stop (default 10s).
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
@@ -109,7 +112,7 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 	}
 	srv, err := server.New(server.Options{
 		Registry: reg, Models: cfg.Models, DefaultModel: cfg.DefaultModel,
-		Index: cfg.Index, PollInterval: cfg.PollInterval, Logger: log,
+		Index: cfg.Index, PollInterval: cfg.PollInterval, Logger: log, MemoryLimit: cfg.MemoryLimit,
 		Online: rt.store, CacheTTL: cfg.CacheTTL, Events: rt.sink(), Meter: tel.Meter(),
 	})
 	if err != nil {
@@ -194,7 +197,7 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 			return nil
 		})
 	}
-	log.Info("serving", "grpc", addrs.GRPC, "http", addrs.HTTP, "models", srv.Served())
+	log.Info("serving", "grpc", addrs.GRPC, "http", addrs.HTTP, "models", srv.Served(), "memory_limit_mib", cfg.MemoryLimit>>20)
 	if ready != nil {
 		ready(addrs)
 	}
