@@ -1,9 +1,12 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"os"
 	"testing"
+	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"google.golang.org/grpc"
@@ -54,6 +57,66 @@ func BenchmarkRecommend(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkBatchRecommend calls BatchRecommend for 100 known users (n = 20,
+// 20k items) one batch at a time, with the in-process online store and with
+// Redis (skipped when none answers at 127.0.0.1:6379 or RECSERVE_TEST_REDIS),
+// each user with a few events: the time per batch is what a caller waits.
+func BenchmarkBatchRecommend(b *testing.B) {
+	stores := map[string]func(b *testing.B) OnlineStore{
+		"online=memory": func(*testing.B) OnlineStore { return online.NewMemory() },
+		"online=redis": func(b *testing.B) OnlineStore {
+			addr := cmp.Or(os.Getenv("RECSERVE_TEST_REDIS"), "127.0.0.1:6379")
+			r := online.NewRedis(online.RedisOptions{Addr: addr, Prefix: fmt.Sprintf("rsbench:%d:", time.Now().UnixNano()), TTL: time.Minute, Timeout: time.Second})
+			if err := r.Ping(context.Background()); err != nil {
+				r.Close()
+				b.Skipf("no Redis at %s: %v", addr, err)
+			}
+			b.Cleanup(func() { r.Close() })
+			return r
+		},
+	}
+	for _, name := range []string{"online=memory", "online=redis"} {
+		b.Run(name, func(b *testing.B) {
+			store := stores[name](b)
+			reg, err := registry.Open(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := reg.Publish(testBundle("m", 10_000, 20_000, 64, 1)); err != nil {
+				b.Fatal(err)
+			}
+			s, err := New(Options{Registry: reg, Logger: quiet, Online: store, CacheTTL: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Refresh(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			users := make([]string, MaxBatchUsers)
+			var evs []*recservev1.Event
+			for i := range users {
+				users[i] = fmt.Sprintf("u%d", i*97)
+				for j := range 3 {
+					evs = append(evs, &recservev1.Event{EventId: fmt.Sprintf("e%d-%d", i, j), UserId: users[i], ItemId: fmt.Sprintf("i%d", i*31+j), Type: recservev1.EventType_EVENT_TYPE_VIEW, Weight: 1})
+				}
+			}
+			if _, err := store.Record(context.Background(), evs); err != nil {
+				b.Fatal(err)
+			}
+			n := int32(20)
+			req := &recservev1.BatchRecommendRequest{UserIds: users, N: &n}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				resp, err := s.BatchRecommend(context.Background(), req)
+				if err != nil || len(resp.GetResults()) != len(users) || len(resp.GetResults()[0].GetItems()) != 20 {
+					b.Fatalf("BatchRecommend: %v", err)
+				}
+			}
 		})
 	}
 }
