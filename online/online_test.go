@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
@@ -21,6 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type store interface {
 	Record(ctx context.Context, evs []*recservev1.Event) (int, error)
 	User(ctx context.Context, user string) (User, error)
+	Users(ctx context.Context, users []string) ([]User, error)
 	Counts(ctx context.Context, user string) (map[string]int64, error)
 	Popularity(ctx context.Context, item string) (float64, error)
 	CacheGet(ctx context.Context, key string) ([]byte, bool, error)
@@ -71,6 +73,7 @@ func TestStores(t *testing.T) {
 			t.Run("dedupe", func(t *testing.T) { testDedupe(t, mk(t)) })
 			t.Run("recent is bounded", func(t *testing.T) { testRecentBound(t, mk(t)) })
 			t.Run("cache", func(t *testing.T) { testCache(t, mk(t)) })
+			t.Run("users", func(t *testing.T) { testUsers(t, mk(t)) })
 		})
 	}
 }
@@ -145,6 +148,63 @@ func testRecentBound(t *testing.T, s store) {
 	u, _ := s.User(ctx, "u")
 	if len(u.Recent) != RecentMax || u.Recent[0].Item != fmt.Sprintf("item%d", RecentMax+9) || len(u.Seen) != RecentMax+10 {
 		t.Fatalf("recent %d (first %v), seen %d", len(u.Recent), u.Recent[0], len(u.Seen))
+	}
+}
+
+func testUsers(t *testing.T, s store) {
+	ctx := context.Background()
+	if _, err := s.Record(ctx, []*recservev1.Event{
+		ev("e1", "alice", "i1", recservev1.EventType_EVENT_TYPE_VIEW, 1),
+		ev("e2", "bob", "i2", recservev1.EventType_EVENT_TYPE_PURCHASE, 5),
+		ev("e3", "bob", "i3", recservev1.EventType_EVENT_TYPE_CLICK, 2),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"bob", "nobody", "alice", "bob"}
+	us, err := s.Users(ctx, names)
+	if err != nil || len(us) != len(names) {
+		t.Fatalf("Users: %d states, %v", len(us), err)
+	}
+	for i, name := range names {
+		one, err := s.User(ctx, name)
+		if err != nil || fmt.Sprint(us[i]) != fmt.Sprint(one) {
+			t.Fatalf("Users[%d] = %+v, User(%s) = %+v (%v)", i, us[i], name, one, err)
+		}
+	}
+	if len(us[0].Recent) != 2 || us[0].Gen != 2 || len(us[2].Seen) != 1 || us[1].Gen != 0 {
+		t.Fatalf("states %+v", us)
+	}
+}
+
+// pipelines counts the pipelines a go-redis client sends.
+type pipelines struct{ n atomic.Int64 }
+
+func (p *pipelines) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (p *pipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (p *pipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		p.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+func TestRedisUsersInOneRoundTrip(t *testing.T) {
+	r := newTestRedis(t)
+	var p pipelines
+	r.rdb.AddHook(&p)
+	if _, err := r.User(context.Background(), "warm"); err != nil { // a connection's set-up is a pipeline too
+		t.Fatal(err)
+	}
+	p.n.Store(0)
+	users := make([]string, 100)
+	for i := range users {
+		users[i] = fmt.Sprintf("u%d", i)
+	}
+	if _, err := r.Users(context.Background(), users); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.n.Load(); got != 1 {
+		t.Fatalf("%d pipelines for 100 users, want 1", got)
 	}
 }
 

@@ -161,27 +161,45 @@ func (r *Redis) Record(ctx context.Context, evs []*recservev1.Event) (int, error
 
 // User returns a user's state; an unknown user has the zero state.
 func (r *Redis) User(ctx context.Context, user string) (User, error) {
-	if err := r.check(); err != nil {
+	us, err := r.Users(ctx, []string{user})
+	if err != nil {
 		return User{}, err
 	}
-	u := r.prefix + "u:" + user
+	return us[0], nil
+}
+
+// Users returns the states of users, in their order, in one round trip.
+func (r *Redis) Users(ctx context.Context, users []string) ([]User, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	type reads struct {
+		recent, seen *redis.StringSliceCmd
+		gen          *redis.StringCmd
+	}
 	pipe := r.rdb.Pipeline()
-	recent := pipe.LRange(ctx, u+":recent", 0, RecentMax-1)
-	seen := pipe.SMembers(ctx, u+":seen")
-	gen := pipe.Get(ctx, u+":gen")
+	rs := make([]reads, len(users))
+	for i, user := range users {
+		u := r.prefix + "u:" + user
+		rs[i] = reads{pipe.LRange(ctx, u+":recent", 0, RecentMax-1), pipe.SMembers(ctx, u+":seen"), pipe.Get(ctx, u+":gen")}
+	}
 	if _, err := pipe.Exec(ctx); r.observe(err) != nil && !errors.Is(err, redis.Nil) {
-		return User{}, fmt.Errorf("redis user: %w", err)
+		return nil, fmt.Errorf("redis user: %w", err)
 	}
-	out := User{Seen: make(map[string]struct{}, len(seen.Val()))}
-	for _, s := range recent.Val() {
-		item, w, _ := strings.Cut(s, "\t")
-		wf, _ := strconv.ParseFloat(w, 32)
-		out.Recent = append(out.Recent, Interaction{Item: item, Weight: float32(wf)})
+	out := make([]User, len(users))
+	for i, rd := range rs {
+		u := User{Seen: make(map[string]struct{}, len(rd.seen.Val()))}
+		for _, s := range rd.recent.Val() {
+			item, w, _ := strings.Cut(s, "\t")
+			wf, _ := strconv.ParseFloat(w, 32)
+			u.Recent = append(u.Recent, Interaction{Item: item, Weight: float32(wf)})
+		}
+		for _, s := range rd.seen.Val() {
+			u.Seen[s] = struct{}{}
+		}
+		u.Gen, _ = rd.gen.Int64()
+		out[i] = u
 	}
-	for _, s := range seen.Val() {
-		out.Seen[s] = struct{}{}
-	}
-	out.Gen, _ = gen.Int64()
 	return out, nil
 }
 

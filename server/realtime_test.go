@@ -183,10 +183,16 @@ func TestOnlineStoreDownDegrades(t *testing.T) {
 	}
 }
 
-// countingStore is an in-memory online store that counts response-cache calls.
+// countingStore is an in-memory online store that counts response-cache calls
+// and reads of users' state.
 type countingStore struct {
 	*online.Memory
-	gets, sets atomic.Int64
+	gets, sets, reads atomic.Int64
+}
+
+func (c *countingStore) Users(ctx context.Context, users []string) ([]online.User, error) {
+	c.reads.Add(1)
+	return c.Memory.Users(ctx, users)
 }
 
 func (c *countingStore) CacheGet(ctx context.Context, key string) ([]byte, bool, error) {
@@ -223,5 +229,50 @@ func TestResponseCacheOnAndOff(t *testing.T) {
 		if store.gets.Load() != tc.gets || store.sets.Load() != tc.sets {
 			t.Errorf("ttl %v: %d cache gets, %d sets; want %d, %d", tc.ttl, store.gets.Load(), store.sets.Load(), tc.gets, tc.sets)
 		}
+	}
+}
+
+// TestBatchRecommendMatchesRecommend checks that BatchRecommend answers every
+// user as Recommend does, real-time state included, reading the online store
+// once for the whole batch.
+func TestBatchRecommendMatchesRecommend(t *testing.T) {
+	store := &countingStore{Memory: online.NewMemory()}
+	f := newFixture(t, Options{Online: store, CacheTTL: -1})
+	f.publish(t, testBundle("m", 50, 300, 8, 34))
+	ctx := context.Background()
+	users := []string{"stranger"}
+	for u := range 40 {
+		users = append(users, fmt.Sprintf("u%d", u))
+	}
+	var evs []*recservev1.Event
+	for u := 0; u < 40; u += 3 { // every third user bought what the model ranks first for them
+		resp, err := f.client.Recommend(ctx, &recservev1.RecommendRequest{UserId: fmt.Sprintf("u%d", u)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, &recservev1.Event{EventId: fmt.Sprintf("b%d", u), UserId: fmt.Sprintf("u%d", u), ItemId: resp.GetItems()[0].GetItemId(), Type: recservev1.EventType_EVENT_TYPE_PURCHASE, Weight: 1})
+	}
+	if _, err := store.Record(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	store.reads.Store(0)
+	batch, err := f.client.BatchRecommend(ctx, &recservev1.BatchRecommendRequest{UserIds: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := store.reads.Load(); got != 1 {
+		t.Fatalf("%d reads of the online store for one batch, want 1", got)
+	}
+	for i, r := range batch.GetResults() {
+		one, err := f.client.Recommend(ctx, &recservev1.RecommendRequest{UserId: users[i]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.GetUserId() != users[i] || r.GetSource() != one.GetSource() || !slices.Equal(ids(r.GetItems()), ids(one.GetItems())) {
+			t.Fatalf("batch result %d (%s): %v %v, Recommend: %v %v", i, users[i], r.GetSource(), ids(r.GetItems()), one.GetSource(), ids(one.GetItems()))
+		}
+	}
+	if len(batch.GetResults()) != len(users) {
+		t.Fatalf("%d results for %d users", len(batch.GetResults()), len(users))
 	}
 }

@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -29,7 +32,7 @@ func (s *Server) Recommend(ctx context.Context, req *recservev1.RecommendRequest
 		return nil, toStatus(err)
 	}
 	markServed(ctx, snap)
-	q := userQuery{id: req.GetUserId(), online: s.onlineUser(ctx, req.GetUserId()), includeSeen: req.GetIncludeSeen()}
+	q := userQuery{id: req.GetUserId(), online: s.onlineUsers(ctx, []string{req.GetUserId()})[0], includeSeen: req.GetIncludeSeen()}
 	resp, err := s.recommend(ctx, snap, q, n, req)
 	s.stats.request(snap.model, snap.version, s.opts.Clock(), time.Since(start), err != nil)
 	if err != nil {
@@ -103,7 +106,9 @@ func (s *Server) shadow(v *view, served *snapshot, q userQuery, n int, filter *r
 	}()
 }
 
-// BatchRecommend answers Recommend for several users, each routed by the traffic split.
+// BatchRecommend answers Recommend for several users, each routed by the traffic
+// split. Their real-time state comes in one read of the online store (one Redis
+// round trip), and the users are answered on up to GOMAXPROCS goroutines.
 func (s *Server) BatchRecommend(ctx context.Context, req *recservev1.BatchRecommendRequest) (*recservev1.BatchRecommendResponse, error) {
 	n, err := validateBatch(req)
 	if err != nil {
@@ -114,20 +119,36 @@ func (s *Server) BatchRecommend(ctx context.Context, req *recservev1.BatchRecomm
 		return nil, toStatus(err)
 	}
 	markServed(ctx, top)
-	resp := &recservev1.BatchRecommendResponse{Model: top.model, ModelVersion: top.version, RequestId: s.requestID()}
-	for _, user := range req.GetUserIds() {
-		if err := ctx.Err(); err != nil {
-			return nil, toStatus(err)
-		}
-		snap, err := v.route(user, req.GetVersion())
+	users := req.GetUserIds()
+	states := s.onlineUsers(ctx, users)
+	results := make([]*recservev1.UserRecommendations, len(users))
+	errs := make([]error, len(users))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(users)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(users); i = int(next.Add(1) - 1) {
+				if errs[i] = ctx.Err(); errs[i] != nil {
+					return
+				}
+				snap, err := v.route(users[i], req.GetVersion())
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				q := userQuery{id: users[i], online: states[i], includeSeen: req.GetIncludeSeen()}
+				items, source := snap.recommend(q, n, req.GetFilter())
+				results[i] = &recservev1.UserRecommendations{UserId: users[i], Items: items, Source: source, ModelVersion: snap.version}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return nil, toStatus(err)
 		}
-		q := userQuery{id: user, online: s.onlineUser(ctx, user), includeSeen: req.GetIncludeSeen()}
-		items, source := snap.recommend(q, n, req.GetFilter())
-		resp.Results = append(resp.Results, &recservev1.UserRecommendations{UserId: user, Items: items, Source: source, ModelVersion: snap.version})
 	}
-	return resp, nil
+	return &recservev1.BatchRecommendResponse{Model: top.model, ModelVersion: top.version, RequestId: s.requestID(), Results: results}, nil
 }
 
 // SimilarItems returns the items scoring highest against an item's embedding.
@@ -159,18 +180,18 @@ func (s *Server) SimilarItems(ctx context.Context, req *recservev1.SimilarItemsR
 	}, nil
 }
 
-// onlineUser reads a user's real-time state; without a store, or when it fails,
-// the user has none and the answer comes from the model alone.
-func (s *Server) onlineUser(ctx context.Context, user string) online.User {
-	if s.opts.Online == nil {
-		return online.User{}
-	}
-	u, err := s.opts.Online.User(ctx, user)
-	if err != nil {
+// onlineUsers reads users' real-time state in one call to the store; without
+// a store, or when it fails, the users have none and the answers come from the
+// model alone.
+func (s *Server) onlineUsers(ctx context.Context, users []string) []online.User {
+	if s.opts.Online != nil {
+		us, err := s.opts.Online.Users(ctx, users)
+		if err == nil && len(us) == len(users) {
+			return us
+		}
 		s.degraded.report(ctx, s.log, "online store unavailable; serving from the model alone", "err", err)
-		return online.User{}
 	}
-	return u
+	return make([]online.User, len(users))
 }
 
 // cacheKey identifies a response: model version, the user's event generation and

@@ -72,7 +72,8 @@ type Options struct {
 // (package online implements it over Redis and in memory).
 type OnlineStore interface {
 	Record(ctx context.Context, evs []*recservev1.Event) (int, error)
-	User(ctx context.Context, user string) (online.User, error)
+	// Users returns the states of users, in their order.
+	Users(ctx context.Context, users []string) ([]online.User, error)
 	CacheGet(ctx context.Context, key string) ([]byte, bool, error)
 	CacheSet(ctx context.Context, key string, val []byte, ttl time.Duration) error
 }
