@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
 
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
@@ -242,4 +244,33 @@ func TestRedisUnreachableReturnsErrors(t *testing.T) {
 	if _, err := r.Record(ctx, []*recservev1.Event{ev("x", "u", "i", recservev1.EventType_EVENT_TYPE_VIEW, 1)}); err == nil {
 		t.Fatal("Record: no error from an unreachable Redis")
 	}
+}
+
+// TestPipelineSpanName: a pipeline's span is named after its distinct
+// commands, whatever the number of users read, and records how many it sent.
+func TestPipelineSpanName(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	r := NewRedis(RedisOptions{Addr: testRedisAddr(), Prefix: fmt.Sprintf("rstest:%d:", time.Now().UnixNano()), TracerProvider: tp, Timeout: time.Second})
+	defer r.Close()
+	if _, err := r.Users(context.Background(), []string{"a", "b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range rec.Ended() {
+		if s.Name() != "redis lrange smembers get" {
+			continue
+		}
+		for _, a := range s.Attributes() {
+			if a.Key == "db.redis.pipeline_length" && a.Value.AsInt64() == 9 {
+				return
+			}
+		}
+		t.Fatalf("span %q without db.redis.pipeline_length 9: %v", s.Name(), s.Attributes())
+	}
+	var names []string
+	for _, s := range rec.Ended() {
+		names = append(names, s.Name())
+	}
+	t.Fatalf("no span \"redis lrange smembers get\" among %q", names)
 }

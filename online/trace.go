@@ -3,6 +3,7 @@ package online
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -26,13 +27,19 @@ func (t tracing) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
+// ProcessPipelineHook names a pipeline's span after its distinct commands in
+// order ("lrange smembers get" for any number of users' reads) and records
+// how many it sent.
 func (t tracing) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		names := make([]string, len(cmds))
-		for i, c := range cmds {
-			names[i] = c.Name()
+		var names []string
+		for _, c := range cmds {
+			if !slices.Contains(names, c.Name()) {
+				names = append(names, c.Name())
+			}
 		}
 		ctx, span := t.start(ctx, strings.Join(names, " "))
+		span.SetAttributes(attribute.Int("db.redis.pipeline_length", len(cmds)))
 		err := next(ctx, cmds)
 		end(span, err)
 		return err
