@@ -3,13 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"maps"
+	"math"
 	"os"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/recserve/recserve/internal/daemon"
 	"github.com/recserve/recserve/registry"
 )
 
@@ -186,6 +191,40 @@ func TestBenchLoadFlags(t *testing.T) {
 		err := runBench(context.Background(), append([]string{"serve"}, tc.args...))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("bench serve %v: %v, want an error naming %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestServeSetsGoMemoryLimit: serve's flags set the Go runtime's memory limit
+// to 95% of -memory-limit-mib, unless GOMEMLIMIT is set or there is no limit.
+func TestServeSetsGoMemoryLimit(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	for _, tc := range []struct {
+		limit, env string
+		want       int64
+	}{
+		{"1000", "", 950 << 20},
+		{"1000", "2GiB", math.MaxInt64}, // the environment's own limit stays
+		{"0", "", math.MaxInt64},
+	} {
+		debug.SetMemoryLimit(math.MaxInt64)
+		t.Setenv("GOMEMLIMIT", tc.env)
+		var cfg daemon.Config
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		finish := serveFlags(fs, &cfg)
+		if err := fs.Parse([]string{"-memory-limit-mib=" + tc.limit}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		err := finish(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mib, _ := strconv.ParseInt(tc.limit, 10, 64)
+		if got := debug.SetMemoryLimit(-1); got != tc.want || cfg.MemoryLimit != mib<<20 {
+			t.Errorf("-memory-limit-mib=%s, GOMEMLIMIT=%q: runtime limit %d, config %d; want %d", tc.limit, tc.env, got, cfg.MemoryLimit, tc.want)
 		}
 	}
 }

@@ -43,7 +43,7 @@ func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) func(ctx context.Context) 
 	})
 	fs.StringVar(&cfg.Topic, "topic", "interactions", "Kafka topic of interaction events")
 	gogc := fs.Int("gogc", defaultGOGC, "garbage collector target percentage (see GOGC); a set GOGC environment variable wins unless this flag is given")
-	memLimit := fs.Int64("memory-limit-mib", -1, "load no version that would take the process past nine tenths of this many MiB, keeping the served ones (-1: the memory limit of the process's cgroup, as Kubernetes sets it; 0: no check)")
+	memLimit := fs.Int64("memory-limit-mib", -1, "load no version that would take the process past nine tenths of this many MiB, keeping the served ones, and set the Go runtime's memory limit to 95% of it unless GOMEMLIMIT is set (-1: the memory limit of the process's cgroup, as Kubernetes sets it; 0: none)")
 	headroom := fs.Uint64("gc-headroom-mib", 128, "collect once the heap has grown this many MiB beyond what is live, or by the -gogc percentage if that comes first (0: the percentage only)")
 	finishSecurity := securityFlags(fs, &cfg.Security)
 	return func(ctx context.Context) error {
@@ -61,6 +61,9 @@ func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) func(ctx context.Context) 
 		default:
 			return fmt.Errorf("-memory-limit-mib %d: want -1, 0 or a size", *memLimit)
 		}
+		if soft, ok := softMemoryLimit(cfg.MemoryLimit, os.Getenv("GOMEMLIMIT")); ok {
+			debug.SetMemoryLimit(soft)
+		}
 		go gcpace.Run(ctx, *headroom<<20, time.Second)
 		return nil
 	}
@@ -71,6 +74,16 @@ func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) func(ctx context.Context) 
 // Go default of 100 nearly doubles resident memory. Requests allocate little,
 // so collecting more often costs little CPU.
 const defaultGOGC = 25
+
+// softMemoryLimit is the Go runtime's memory limit for a process limited to
+// limit bytes: 95% of it, so that the collector works harder before the
+// kernel refuses memory. None without a limit or when GOMEMLIMIT is set.
+func softMemoryLimit(limit int64, env string) (int64, bool) {
+	if limit <= 0 || env != "" {
+		return 0, false
+	}
+	return limit - limit/20, true
+}
 
 // gcPercent decides the GC percentage to set: the flag's value when it was
 // given or when the GOGC environment variable is not set.
