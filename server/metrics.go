@@ -74,6 +74,10 @@ func newInstruments(m metric.Meter, s *Server) (*instruments, error) {
 	if err != nil {
 		return nil, err
 	}
+	memLimit, err := m.Int64ObservableGauge("recserve_memory_limit_bytes", metric.WithDescription("the memory limit the server loads versions under (Options.MemoryLimit); absent without one"))
+	if err != nil {
+		return nil, err
+	}
 	failures, err := m.Int64ObservableGauge("recserve_model_load_failures", metric.WithDescription("versions that could not be loaded (corrupt, unreadable or over the memory limit); the served ones keep serving"))
 	if err != nil {
 		return nil, err
@@ -106,8 +110,11 @@ func newInstruments(m metric.Meter, s *Server) (*instruments, error) {
 				o.ObserveInt64(indexed, int64(snap.items.Len()), version)
 			}
 		}
+		if s.opts.MemoryLimit > 0 {
+			o.ObserveInt64(memLimit, s.opts.MemoryLimit)
+		}
 		return nil
-	}, loaded, info, age, indexed, failures)
+	}, loaded, info, age, indexed, failures, memLimit)
 	return &in, err
 }
 

@@ -278,7 +278,7 @@ func TestRunFailsOnBusyPort(t *testing.T) {
 
 func TestMetricsPerVersion(t *testing.T) {
 	var regDir string
-	addrs, data := startDaemon(t, func(c *Config) { regDir = c.Registry })
+	addrs, data := startDaemon(t, func(c *Config) { regDir, c.MemoryLimit = c.Registry, 16<<30 })
 	base := "http://" + addrs.HTTP
 	// A corrupt new version is refused, counted, and version 1 keeps serving.
 	reg, err := registry.Open(regDir)
@@ -340,6 +340,8 @@ func TestMetricsPerVersion(t *testing.T) {
 		`recserve_model_version_age_seconds{model="demo",version="1"}`,
 		fmt.Sprintf(`recserve_index_items{model="demo",version="1"} %d`, v1.Manifest.Items),
 		`go_goroutines`,
+		`recserve_memory_limit_bytes 1.7179869184e+10`,
+		`process_resident_memory_bytes`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %s", want)
