@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -16,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/recserve/recserve/index"
+	"github.com/recserve/recserve/internal/parallel"
 	"github.com/recserve/recserve/online"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 )
@@ -123,27 +122,17 @@ func (s *Server) BatchRecommend(ctx context.Context, req *recservev1.BatchRecomm
 	states := s.onlineUsers(ctx, users)
 	results := make([]*recservev1.UserRecommendations, len(users))
 	errs := make([]error, len(users))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(users)) {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(users); i = int(next.Add(1) - 1) {
-				if errs[i] = ctx.Err(); errs[i] != nil {
-					return
-				}
-				snap, err := v.route(users[i], req.GetVersion())
-				if err != nil {
-					errs[i] = err
-					return
-				}
-				q := userQuery{id: users[i], online: states[i], includeSeen: req.GetIncludeSeen()}
-				items, source := snap.recommend(q, n, req.GetFilter())
-				results[i] = &recservev1.UserRecommendations{UserId: users[i], Items: items, Source: source, ModelVersion: snap.version}
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
+	err = parallel.For(ctx, runtime.GOMAXPROCS(0), len(users), func(_, i int) {
+		snap, err := v.route(users[i], req.GetVersion())
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		q := userQuery{id: users[i], online: states[i], includeSeen: req.GetIncludeSeen()}
+		items, source := snap.recommend(q, n, req.GetFilter())
+		results[i] = &recservev1.UserRecommendations{UserId: users[i], Items: items, Source: source, ModelVersion: snap.version}
+	})
+	for _, err := range append([]error{err}, errs...) {
 		if err != nil {
 			return nil, toStatus(err)
 		}

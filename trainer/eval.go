@@ -5,6 +5,8 @@ import (
 	"math"
 	"runtime"
 	"slices"
+
+	"github.com/recserve/recserve/internal/parallel"
 )
 
 // Metrics are ranking metrics averaged over the evaluated users.
@@ -62,7 +64,7 @@ func evaluate(m *Model, train, test *Dataset, k, chunkBytes int) Metrics {
 		scratch[w] = newEvalScratch(r, k)
 	}
 	blocks := (len(users) + evalUsers - 1) / evalUsers
-	_ = parallelFor(context.Background(), workers, blocks, func(w, b int) {
+	_ = parallel.For(context.Background(), workers, blocks, func(w, b int) {
 		lo, hi := b*evalUsers, min((b+1)*evalUsers, len(users))
 		scratch[w].block(m, r, train, test, users[lo:hi], recall[lo:hi], ndcg[lo:hi])
 	})

@@ -3,7 +3,6 @@ package trainer
 import (
 	"context"
 	"math"
-	"sync"
 	"sync/atomic"
 
 	"gonum.org/v1/gonum/blas"
@@ -12,41 +11,8 @@ import (
 	"gonum.org/v1/gonum/lapack/lapack64"
 
 	"github.com/recserve/recserve/internal/background"
+	"github.com/recserve/recserve/internal/parallel"
 )
-
-// parallelFor calls fn(worker, block) for every block in [0, n) on the given
-// number of goroutines and waits for them; with one, on the caller's own, so
-// on its thread and at its priority (a version loading in the background
-// keeps its thread's low priority). Which worker runs a block varies between
-// runs, so fn's result for a block must not depend on the worker except
-// through scratch space. It stops handing out blocks once ctx is done and
-// then returns ctx.Err().
-func parallelFor(ctx context.Context, workers, n int, fn func(worker, block int)) error {
-	workers = min(workers, n)
-	if workers <= 1 {
-		for b := 0; b < n && ctx.Err() == nil; b++ {
-			fn(0, b)
-		}
-		return ctx.Err()
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				b := int(next.Add(1)) - 1
-				if b >= n {
-					return
-				}
-				fn(w, b)
-			}
-		}()
-	}
-	wg.Wait()
-	return ctx.Err()
-}
 
 // gramChunk is the number of rows summed into one partial Gramian. It is a
 // constant so that the summation order, and thus the result, does not
@@ -62,7 +28,7 @@ const (
 func gramian[F float32 | float64](ctx context.Context, workers int, v []F, n, k int, scale float64) ([]float64, error) {
 	chunks := (n + gramChunk - 1) / gramChunk
 	parts := make([][]float64, chunks)
-	err := parallelFor(ctx, workers, chunks, func(_, c int) {
+	err := parallel.For(ctx, workers, chunks, func(_, c int) {
 		lo, hi := c*gramChunk, min((c+1)*gramChunk, n)
 		parts[c] = gramianChunk(v[lo*k:hi*k], hi-lo, k)
 	})
@@ -252,7 +218,7 @@ func sweep(ctx context.Context, opts Options, s *side, dst, src, gram []float64,
 	k := opts.Factors
 	blocks := (s.rows + blockRows - 1) / blockRows
 	var failed atomic.Bool
-	err := parallelFor(ctx, len(solvers), blocks, func(w, b int) {
+	err := parallel.For(ctx, len(solvers), blocks, func(w, b int) {
 		lo, hi := b*blockRows, min((b+1)*blockRows, s.rows)
 		sv := solvers[w]
 		if opts.CGSteps == 0 {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"github.com/recserve/recserve/internal/parallel"
 )
 
 var errNotPositiveDefinite = errors.New("trainer: normal equations not positive definite")
@@ -155,7 +157,7 @@ func loss(p *problem, opts Options, x, y []float64) float64 {
 	for w := range gx {
 		gx[w] = make([]float64, k)
 	}
-	_ = parallelFor(context.Background(), opts.workers(), blocks, func(w, b int) {
+	_ = parallel.For(context.Background(), opts.workers(), blocks, func(w, b int) {
 		var sum float64
 		for u := b * blockRows; u < min((b+1)*blockRows, p.users.rows); u++ {
 			xu := x[u*k : (u+1)*k]
