@@ -85,34 +85,23 @@ func (m *Memory) rememberID(id string) {
 	m.idOrder = append(m.idOrder, id)
 }
 
-// User returns a copy of a user's state; an unknown user has the zero state.
-func (m *Memory) User(_ context.Context, user string) (User, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.userLocked(user), nil
-}
-
-// Users returns copies of the states of users, in their order.
+// Users returns copies of the states of users, in their order; an unknown
+// user has the zero state.
 func (m *Memory) Users(_ context.Context, users []string) ([]User, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]User, len(users))
 	for i, user := range users {
-		out[i] = m.userLocked(user)
+		u := m.users[user]
+		if u == nil {
+			continue
+		}
+		out[i] = User{Recent: append([]Interaction(nil), u.recent...), Seen: make(map[string]struct{}, len(u.seen)), Gen: u.gen}
+		for k := range u.seen {
+			out[i].Seen[k] = struct{}{}
+		}
 	}
 	return out, nil
-}
-
-func (m *Memory) userLocked(user string) User {
-	u := m.users[user]
-	if u == nil {
-		return User{}
-	}
-	out := User{Recent: append([]Interaction(nil), u.recent...), Seen: make(map[string]struct{}, len(u.seen)), Gen: u.gen}
-	for k := range u.seen {
-		out.Seen[k] = struct{}{}
-	}
-	return out
 }
 
 // Counts returns a user's event counts by type name ("purchase": 2).

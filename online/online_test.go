@@ -23,7 +23,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // store is what both implementations offer.
 type store interface {
 	Record(ctx context.Context, evs []*recservev1.Event) (int, error)
-	User(ctx context.Context, user string) (User, error)
 	Users(ctx context.Context, users []string) ([]User, error)
 	Counts(ctx context.Context, user string) (map[string]int64, error)
 	Popularity(ctx context.Context, item string) (float64, error)
@@ -60,6 +59,15 @@ func newTestRedis(t *testing.T) *Redis {
 	return r
 }
 
+// userOf reads one user's state from s.
+func userOf(s store, user string) (User, error) {
+	us, err := s.Users(context.Background(), []string{user})
+	if err != nil {
+		return User{}, err
+	}
+	return us[0], nil
+}
+
 func ev(id, user, item string, typ recservev1.EventType, w float64) *recservev1.Event {
 	return &recservev1.Event{EventId: id, UserId: user, ItemId: item, Type: typ, Weight: w}
 }
@@ -82,7 +90,7 @@ func TestStores(t *testing.T) {
 
 func testRecord(t *testing.T, s store) {
 	ctx := context.Background()
-	u0, err := s.User(ctx, "alice")
+	u0, err := userOf(s, "alice")
 	if err != nil || len(u0.Recent) != 0 || len(u0.Seen) != 0 || u0.Gen != 0 {
 		t.Fatalf("unknown user: %+v %v", u0, err)
 	}
@@ -95,7 +103,7 @@ func testRecord(t *testing.T, s store) {
 	if err != nil || n != 4 {
 		t.Fatalf("Record: %d %v", n, err)
 	}
-	u, err := s.User(ctx, "alice")
+	u, err := userOf(s, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +140,7 @@ func testDedupe(t *testing.T, s store) {
 	}
 	counts, _ := s.Counts(ctx, "u")
 	pop, _ := s.Popularity(ctx, "a")
-	u, _ := s.User(ctx, "u")
+	u, _ := userOf(s, "u")
 	if counts["purchase"] != 1 || counts["view"] != 2 || pop != 5 || len(u.Recent) != 3 || u.Gen != 3 {
 		t.Fatalf("after redelivery: counts %v, pop %v, user %+v", counts, pop, u)
 	}
@@ -147,7 +155,7 @@ func testRecentBound(t *testing.T, s store) {
 	if _, err := s.Record(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
-	u, _ := s.User(ctx, "u")
+	u, _ := userOf(s, "u")
 	if len(u.Recent) != RecentMax || u.Recent[0].Item != fmt.Sprintf("item%d", RecentMax+9) || len(u.Seen) != RecentMax+10 {
 		t.Fatalf("recent %d (first %v), seen %d", len(u.Recent), u.Recent[0], len(u.Seen))
 	}
@@ -168,9 +176,9 @@ func testUsers(t *testing.T, s store) {
 		t.Fatalf("Users: %d states, %v", len(us), err)
 	}
 	for i, name := range names {
-		one, err := s.User(ctx, name)
+		one, err := userOf(s, name)
 		if err != nil || fmt.Sprint(us[i]) != fmt.Sprint(one) {
-			t.Fatalf("Users[%d] = %+v, User(%s) = %+v (%v)", i, us[i], name, one, err)
+			t.Fatalf("Users[%d] = %+v, %s alone = %+v (%v)", i, us[i], name, one, err)
 		}
 	}
 	if len(us[0].Recent) != 2 || us[0].Gen != 2 || len(us[2].Seen) != 1 || us[1].Gen != 0 {
@@ -194,7 +202,7 @@ func TestRedisUsersInOneRoundTrip(t *testing.T) {
 	r := newTestRedis(t)
 	var p pipelines
 	r.rdb.AddHook(&p)
-	if _, err := r.User(context.Background(), "warm"); err != nil { // a connection's set-up is a pipeline too
+	if _, err := r.Users(context.Background(), []string{"warm"}); err != nil { // a connection's set-up is a pipeline too
 		t.Fatal(err)
 	}
 	p.n.Store(0)
@@ -234,8 +242,8 @@ func TestRedisUnreachableReturnsErrors(t *testing.T) {
 	r := NewRedis(RedisOptions{Addr: "127.0.0.1:1", Timeout: 50 * time.Millisecond})
 	defer r.Close()
 	ctx := context.Background()
-	if _, err := r.User(ctx, "u"); err == nil {
-		t.Fatal("User: no error from an unreachable Redis")
+	if _, err := r.Users(ctx, []string{"u"}); err == nil {
+		t.Fatal("Users: no error from an unreachable Redis")
 	}
 	// Marked down after the failure: the next calls fail fast without dialing.
 	if _, _, err := r.CacheGet(ctx, "k"); !errors.Is(err, ErrUnavailable) {

@@ -159,16 +159,8 @@ func (r *Redis) Record(ctx context.Context, evs []*recservev1.Event) (int, error
 	return n, nil
 }
 
-// User returns a user's state; an unknown user has the zero state.
-func (r *Redis) User(ctx context.Context, user string) (User, error) {
-	us, err := r.Users(ctx, []string{user})
-	if err != nil {
-		return User{}, err
-	}
-	return us[0], nil
-}
-
-// Users returns the states of users, in their order, in one round trip.
+// Users returns the states of users, in their order, in one round trip; an
+// unknown user has the zero state.
 func (r *Redis) Users(ctx context.Context, users []string) ([]User, error) {
 	if err := r.check(); err != nil {
 		return nil, err
