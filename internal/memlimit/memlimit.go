@@ -27,11 +27,6 @@ func cgroupLimit(root string) int64 {
 		return 0
 	}
 	limit := int64(0)
-	lower := func(n int64) {
-		if n > 0 && (limit == 0 || n < limit) {
-			limit = n
-		}
-	}
 	for line := range strings.Lines(string(data)) {
 		// hierarchy-ID:controllers:path; version 2 has ID 0 and no controllers.
 		fields := strings.SplitN(strings.TrimSpace(line), ":", 3)
@@ -40,9 +35,9 @@ func cgroupLimit(root string) int64 {
 		}
 		switch {
 		case fields[0] == "0" && fields[1] == "":
-			lower(walk(filepath.Join(root, "sys/fs/cgroup"), fields[2], "memory.max"))
+			limit = tighter(limit, walk(filepath.Join(root, "sys/fs/cgroup"), fields[2], "memory.max"))
 		case slices.Contains(strings.Split(fields[1], ","), "memory"):
-			lower(walk(filepath.Join(root, "sys/fs/cgroup/memory"), fields[2], "memory.limit_in_bytes"))
+			limit = tighter(limit, walk(filepath.Join(root, "sys/fs/cgroup/memory"), fields[2], "memory.limit_in_bytes"))
 		}
 	}
 	return limit
@@ -54,13 +49,19 @@ func cgroupLimit(root string) int64 {
 func walk(base, path, file string) int64 {
 	limit := int64(0)
 	for dir := filepath.Join(base, filepath.Clean("/"+path)); ; dir = filepath.Dir(dir) {
-		if n := readLimit(filepath.Join(dir, file)); n > 0 && (limit == 0 || n < limit) {
-			limit = n
-		}
+		limit = tighter(limit, readLimit(filepath.Join(dir, file)))
 		if len(dir) <= len(base) {
 			return limit
 		}
 	}
+}
+
+// tighter returns the smaller of two limits, where 0 is none.
+func tighter(a, b int64) int64 {
+	if a == 0 || b > 0 && b < a {
+		return b
+	}
+	return a
 }
 
 // unlimited: version 1 reports no limit as the largest page-aligned int64.
