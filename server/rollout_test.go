@@ -356,11 +356,7 @@ func TestKeepVersionsAndPin(t *testing.T) {
 		f.publish(t, testBundle("m", 5, 30, 4, s))
 	}
 	v, _ := f.srv.models.get("m")
-	var loaded []string
-	for ver := range v.loaded {
-		loaded = append(loaded, ver)
-	}
-	slices.Sort(loaded)
+	loaded := f.loadedVersions()
 	if !slices.Equal(loaded, []string{"1", "3", "4"}) || v.stable.version != "4" {
 		t.Fatalf("loaded %v stable %s; want pinned 1 plus the newest two, 4 stable", loaded, v.stable.version)
 	}

@@ -116,9 +116,7 @@ func (f *fixture) publish(t *testing.T, b *registry.Bundle) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.srv.Refresh(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	f.refresh(t)
 	return v
 }
 
@@ -460,9 +458,7 @@ func TestCorruptNewVersionKeepsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	corruptVersion(t, f.reg.Root(), "m", bad)
-	if err := f.srv.Refresh(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	f.refresh(t)
 	resp, err := f.client.Recommend(context.Background(), &recservev1.RecommendRequest{UserId: "u1"})
 	if err != nil {
 		t.Fatal(err)
@@ -608,9 +604,7 @@ func TestFailedVersionRetried(t *testing.T) {
 	corruptVersion(t, f.reg.Root(), "m", next)
 	served := func() string {
 		t.Helper()
-		if err := f.srv.Refresh(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		f.refresh(t)
 		return f.srv.Served()["m"]
 	}
 	if v := served(); v != good {
