@@ -388,7 +388,7 @@ func (m *models) reserve(first bool) {
 		return
 	}
 	m.reservedFor = key
-	if err := m.fits(sum(sizes)-hugepage.Reserved(), key); err != nil {
+	if err := m.fits(sizes, key); err != nil {
 		m.log.Warn("no memory set aside for the next version: it would not fit", "like", key, "err", err)
 		sizes, key = nil, ""
 	}
@@ -407,9 +407,8 @@ func (m *models) reserve(first bool) {
 
 // roomFor returns why a new version of model name would not fit under the
 // memory limit, or nil. The version is expected to take as much as the
-// model's newest loaded version took in big arrays (hugepage.Track), less the
-// memory set aside for loads, which it takes first. A model's first version
-// is not checked.
+// model's newest loaded version took in big arrays (hugepage.Track). A
+// model's first version is not checked.
 func (m *models) roomFor(name string) error {
 	m.mu.Lock()
 	newest := newestOf(m.loaded[name])
@@ -417,12 +416,14 @@ func (m *models) roomFor(name string) error {
 	if newest == nil {
 		return nil
 	}
-	return m.fits(sum(newest.sizes)-hugepage.Reserved(), name+"/"+newest.version)
+	return m.fits(newest.sizes, name+"/"+newest.version)
 }
 
-// fits returns an error if more bytes of new memory, as much as version like
-// took, would take the process past nine tenths of the memory limit.
-func (m *models) fits(more int, like string) error {
+// fits returns an error if arrays of the given sizes, as version like made,
+// would take the process past nine tenths of the memory limit: those beyond
+// the memory set aside for loads (hugepage.Reserved), which they take first.
+func (m *models) fits(sizes []int, like string) error {
+	more := sum(sizes) - hugepage.Reserved()
 	if m.memLimit <= 0 || more <= 0 {
 		return nil
 	}
