@@ -252,8 +252,11 @@ type ScoredItem struct {
 	ItemId string                 `protobuf:"bytes,1,opt,name=item_id,json=itemId,proto3" json:"item_id,omitempty"`
 	// Inner product of the user (or query item) and item embeddings; for popularity
 	// fallback, the item's share of training interactions.
-	Score         float32 `protobuf:"fixed32,2,opt,name=score,proto3" json:"score,omitempty"`
-	Category      string  `protobuf:"bytes,3,opt,name=category,proto3" json:"category,omitempty"`
+	Score    float32 `protobuf:"fixed32,2,opt,name=score,proto3" json:"score,omitempty"`
+	Category string  `protobuf:"bytes,3,opt,name=category,proto3" json:"category,omitempty"`
+	// The version was not trained on this item (it was added to the catalog since):
+	// its vector was folded in from its interactions or its category.
+	FoldedIn      bool `protobuf:"varint,4,opt,name=folded_in,json=foldedIn,proto3" json:"folded_in,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -307,6 +310,13 @@ func (x *ScoredItem) GetCategory() string {
 		return x.Category
 	}
 	return ""
+}
+
+func (x *ScoredItem) GetFoldedIn() bool {
+	if x != nil {
+		return x.FoldedIn
+	}
+	return false
 }
 
 // RecommendResponse carries the items, best first.
@@ -789,12 +799,13 @@ const file_recserve_v1_recommend_proto_rawDesc = "" +
 	"\x06filter\x18\x04 \x01(\v2\x13.recserve.v1.FilterR\x06filter\x12!\n" +
 	"\finclude_seen\x18\x05 \x01(\bR\vincludeSeen\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversionB\x04\n" +
-	"\x02_n\"W\n" +
+	"\x02_n\"t\n" +
 	"\n" +
 	"ScoredItem\x12\x17\n" +
 	"\aitem_id\x18\x01 \x01(\tR\x06itemId\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\x12\x1a\n" +
-	"\bcategory\x18\x03 \x01(\tR\bcategory\"\xd7\x01\n" +
+	"\bcategory\x18\x03 \x01(\tR\bcategory\x12\x1b\n" +
+	"\tfolded_in\x18\x04 \x01(\bR\bfoldedIn\"\xd7\x01\n" +
 	"\x11RecommendResponse\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.recserve.v1.ScoredItemR\x05items\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12#\n" +
