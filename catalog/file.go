@@ -1,0 +1,192 @@
+package catalog
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/recserve/recserve/internal/fsutil"
+	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
+)
+
+// FileName is the file a File keeps in its directory.
+const FileName = "catalog.log"
+
+// File persists the state in a local append-only file: each Save appends the
+// changed items' states and syncs the file before it returns. A record is a
+// little-endian uint32 payload length, the payload's CRC-32C and the payload,
+// one marshaled CatalogRecord. Open reads the file back, cutting a torn last
+// record away, and rewrites it compacted when it holds more than twice as many
+// records as items.
+type File struct {
+	path string
+
+	mu      sync.Mutex
+	f       *os.File
+	records int // in the file
+	items   int // distinct items in the file
+	state   *State
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// OpenFile opens (creating it as needed) the catalog file in dir.
+func OpenFile(dir string) (*File, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	c := &File{path: filepath.Join(dir, FileName), state: NewState()}
+	f, err := os.OpenFile(c.path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	good, n, err := readRecords(f, func(r *recservev1.CatalogRecord) { c.state.Apply([]*recservev1.CatalogRecord{r}) })
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("catalog: read %s: %w", c.path, err)
+	}
+	if err := f.Truncate(good); err != nil { // a torn tail from a crash
+		f.Close()
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	if _, err := f.Seek(good, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	c.f, c.records, c.items = f, n, c.state.Len()
+	if c.records > 2*c.items+1000 {
+		if err := c.compact(); err != nil {
+			c.f.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// readRecords calls fn with every whole record of f and returns the offset
+// after the last one and how many there were.
+func readRecords(f *os.File, fn func(*recservev1.CatalogRecord)) (int64, int, error) {
+	br := bufio.NewReader(f)
+	var off int64
+	n := 0
+	var hdr [8]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return off, n, nil
+			}
+			return off, n, err
+		}
+		size := binary.LittleEndian.Uint32(hdr[:4])
+		if size == 0 || size > 1<<20 {
+			return off, n, nil // a torn header
+		}
+		payload := make([]byte, size)
+		if _, err := io.ReadFull(br, payload); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return off, n, nil
+			}
+			return off, n, err
+		}
+		r := new(recservev1.CatalogRecord)
+		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) || proto.Unmarshal(payload, r) != nil {
+			return off, n, nil
+		}
+		fn(r)
+		off += int64(len(hdr)) + int64(size)
+		n++
+	}
+}
+
+func appendRecord(buf []byte, r *recservev1.CatalogRecord) ([]byte, error) {
+	start := len(buf)
+	buf = append(buf, make([]byte, 8)...)
+	buf, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(buf, r)
+	if err != nil {
+		return buf[:start], err
+	}
+	payload := buf[start+8:]
+	binary.LittleEndian.PutUint32(buf[start:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(buf[start+4:], crc32.Checksum(payload, castagnoli))
+	return buf, nil
+}
+
+// Load returns the items the file holds.
+func (c *File) Load(context.Context) ([]Item, error) { return c.state.Items(), nil }
+
+// Save appends the states of items and syncs the file.
+func (c *File) Save(_ context.Context, items []Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	var buf []byte
+	recs := make([]*recservev1.CatalogRecord, len(items))
+	for i, it := range items {
+		recs[i] = it.Record()
+		var err error
+		if buf, err = appendRecord(buf, recs[i]); err != nil {
+			return fmt.Errorf("catalog: encode %q: %w", it.ID, err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.f == nil {
+		return errors.New("catalog: file closed")
+	}
+	if _, err := c.f.Write(buf); err != nil {
+		return fmt.Errorf("catalog: write: %w", err)
+	}
+	if err := c.f.Sync(); err != nil {
+		return fmt.Errorf("catalog: sync: %w", err)
+	}
+	c.state.Apply(recs)
+	c.records += len(recs)
+	c.items = c.state.Len()
+	if c.records > 2*c.items+1000 {
+		return c.compact()
+	}
+	return nil
+}
+
+// compact rewrites the file with one record per item (c.mu held or not yet shared).
+func (c *File) compact() error {
+	var buf []byte
+	items := c.state.Items()
+	for _, it := range items {
+		var err error
+		if buf, err = appendRecord(buf, it.Record()); err != nil {
+			return fmt.Errorf("catalog: compact: %w", err)
+		}
+	}
+	if err := fsutil.WriteFileAtomic(c.path, buf); err != nil {
+		return fmt.Errorf("catalog: compact: %w", err)
+	}
+	f, err := os.OpenFile(c.path, os.O_RDWR|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("catalog: compact: %w", err)
+	}
+	c.f.Close()
+	c.f, c.records, c.items = f, len(items), len(items)
+	return nil
+}
+
+// Close closes the file.
+func (c *File) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.f == nil {
+		return nil
+	}
+	err := c.f.Close()
+	c.f = nil
+	return err
+}
