@@ -21,7 +21,8 @@ import (
 const (
 	RoleRecommend = "recommend" // read RPCs: recommendations, similar items
 	RoleIngest    = "ingest"    // writing interaction events
-	RoleAdmin     = "admin"     // model lifecycle, server reflection
+	RoleAdmin     = "admin"     // model lifecycle, user erasure, server reflection
+	RoleCatalog   = "catalog"   // changing the item catalog
 )
 
 // Kinds of credential a Principal authenticated with.

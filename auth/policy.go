@@ -16,8 +16,9 @@ const Public = "public"
 // denied to everyone.
 type Policy map[string]string
 
-// DefaultPolicy is recserve's policy: RecommendService needs RoleRecommend,
-// EventService RoleIngest, ModelAdminService and server reflection RoleAdmin, and
+// DefaultPolicy is recserve's policy: RecommendService and reading the catalog
+// need RoleRecommend, EventService RoleIngest, changing the catalog RoleCatalog,
+// ModelAdminService, UserService (erasure) and server reflection RoleAdmin, and
 // grpc.health.v1 is public.
 func DefaultPolicy() Policy {
 	return Policy{
@@ -25,6 +26,9 @@ func DefaultPolicy() Policy {
 		recservev1.RecommendService_SimilarItems_FullMethodName:           RoleRecommend,
 		recservev1.RecommendService_BatchRecommend_FullMethodName:         RoleRecommend,
 		recservev1.EventService_RecordEvents_FullMethodName:               RoleIngest,
+		recservev1.CatalogService_GetItem_FullMethodName:                  RoleRecommend,
+		"/" + recservev1.CatalogService_ServiceDesc.ServiceName + "/*":    RoleCatalog,
+		"/" + recservev1.UserService_ServiceDesc.ServiceName + "/*":       RoleAdmin,
 		"/" + recservev1.ModelAdminService_ServiceDesc.ServiceName + "/*": RoleAdmin,
 		"/grpc.health.v1.Health/*":                                        Public,
 		"/grpc.reflection.v1.ServerReflection/*":                          RoleAdmin,

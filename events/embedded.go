@@ -18,16 +18,17 @@ type Embedded struct {
 	c *kfake.Cluster
 }
 
-// StartEmbedded starts a one-broker cluster on a free loopback port with topic
-// created with the given number of partitions. It accepts group session
-// timeouts down to 100ms, so that tests can let a dead member go quickly.
-func StartEmbedded(topic string, partitions int) (*Embedded, error) {
+// StartEmbedded starts a one-broker cluster on a free loopback port with topic,
+// and any more topics, created with the given number of partitions. It accepts
+// group session timeouts down to 100ms, so that tests can let a dead member go
+// quickly.
+func StartEmbedded(topic string, partitions int, more ...string) (*Embedded, error) {
 	if topic == "" || partitions < 1 {
 		return nil, fmt.Errorf("events: embedded broker: need a topic and at least one partition")
 	}
 	c, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
-		kfake.SeedTopics(int32(partitions), topic),
+		kfake.SeedTopics(int32(partitions), append([]string{topic}, more...)...),
 		kfake.GroupMinSessionTimeout(100*time.Millisecond),
 	)
 	if err != nil {

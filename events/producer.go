@@ -31,6 +31,8 @@ const (
 type ProducerConfig struct {
 	Brokers []string
 	Topic   string
+	// CatalogTopic receives ProduceCatalog's records (default "catalog").
+	CatalogTopic string
 	// Linger is how long a partition waits for more records before it sends a
 	// batch, so that concurrent Produce calls share requests (DefaultLinger).
 	// Produce itself does not wait for it: it sends its own records at once.
@@ -55,6 +57,9 @@ func (c *ProducerConfig) setDefaults() error {
 	}
 	if c.Topic == "" {
 		return errors.New("events: producer: no topic")
+	}
+	if c.CatalogTopic == "" {
+		c.CatalogTopic = DefaultCatalogTopic
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -108,24 +113,45 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 // the error wraps ErrUnavailable; some of the events may have been written, so
 // the caller retries the whole batch and consumers deduplicate by event id.
 // When ctx is canceled (not timed out) the error is ctx's, without ErrUnavailable.
-func (p *Producer) Produce(ctx context.Context, evs []*recservev1.Event) (err error) {
-	if len(evs) == 0 {
+func (p *Producer) Produce(ctx context.Context, evs []*recservev1.Event) error {
+	msgs := make([]proto.Message, len(evs))
+	keys := make([]string, len(evs))
+	for i, e := range evs {
+		msgs[i], keys[i] = e, e.GetUserId()
+	}
+	return p.send(ctx, p.cfg.Topic, "events", keys, msgs)
+}
+
+// ProduceCatalog writes catalog records to the catalog topic, keyed by item id
+// (or, for an erasure, user id), as Produce writes events.
+func (p *Producer) ProduceCatalog(ctx context.Context, recs []*recservev1.CatalogRecord) error {
+	msgs := make([]proto.Message, len(recs))
+	keys := make([]string, len(recs))
+	for i, r := range recs {
+		msgs[i], keys[i] = r, catalogKey(r)
+	}
+	return p.send(ctx, p.cfg.CatalogTopic, "records", keys, msgs)
+}
+
+// send writes msgs to topic, msgs[i] keyed by keys[i]; what names them in errors.
+func (p *Producer) send(ctx context.Context, topic, what string, keys []string, msgs []proto.Message) (err error) {
+	if len(msgs) == 0 {
 		return nil
 	}
-	ctx, span := p.tracer.Start(ctx, "send "+p.cfg.Topic, trace.WithSpanKind(trace.SpanKindProducer), spanAttrs(p.cfg.Topic, len(evs)))
+	ctx, span := p.tracer.Start(ctx, "send "+topic, trace.WithSpanKind(trace.SpanKindProducer), spanAttrs(topic, len(msgs)))
 	defer func() {
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())
 		}
 		span.End()
 	}()
-	recs := make([]*kgo.Record, len(evs))
-	for i, e := range evs {
-		v, err := proto.Marshal(e)
+	recs := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		v, err := proto.Marshal(m)
 		if err != nil {
-			return fmt.Errorf("events: encode events[%d]: %w", i, err)
+			return fmt.Errorf("events: encode %s[%d]: %w", what, i, err)
 		}
-		recs[i] = &kgo.Record{Key: []byte(e.GetUserId()), Value: v}
+		recs[i] = &kgo.Record{Topic: topic, Key: []byte(keys[i]), Value: v}
 		propagator.Inject(ctx, headers{recs[i]})
 	}
 

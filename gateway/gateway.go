@@ -12,6 +12,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/recserve/recserve/auth"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
@@ -21,6 +22,13 @@ import (
 //
 //go:embed openapi/recserve.swagger.json
 var OpenAPI []byte
+
+// marshaler is grpc-gateway's default JSON marshaler, but a request body with
+// a field the API does not have is INVALID_ARGUMENT naming it, not ignored.
+var marshaler = &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
+	MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
+	UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+}}
 
 // New returns the REST handler. Requests are forwarded over conn to the gRPC server:
 // /v1/... as generated from the proto's HTTP rules, /healthz from grpc.health.v1,
@@ -34,7 +42,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, details func() []string) (h
 			return md, true
 		}
 		return runtime.DefaultHeaderMatcher(k)
-	}))
+	}), runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler))
 	if err := recservev1.RegisterRecommendServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("gateway: register: %w", err)
 	}
@@ -42,6 +50,12 @@ func New(ctx context.Context, conn *grpc.ClientConn, details func() []string) (h
 		return nil, fmt.Errorf("gateway: register: %w", err)
 	}
 	if err := recservev1.RegisterModelAdminServiceHandler(ctx, mux, conn); err != nil {
+		return nil, fmt.Errorf("gateway: register: %w", err)
+	}
+	if err := recservev1.RegisterCatalogServiceHandler(ctx, mux, conn); err != nil {
+		return nil, fmt.Errorf("gateway: register: %w", err)
+	}
+	if err := recservev1.RegisterUserServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("gateway: register: %w", err)
 	}
 	health := healthpb.NewHealthClient(conn)

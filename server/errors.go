@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/recserve/recserve/catalog"
 	"github.com/recserve/recserve/events"
 )
 
@@ -49,6 +50,11 @@ func toStatus(err error) error {
 	}
 	var fe *fieldError
 	var nf *notFound
+	var ce *catalog.InvalidError
+	if errors.As(err, &ce) {
+		fe = &fieldError{field: ce.Field, desc: ce.Reason}
+		err = fe
+	}
 	switch {
 	case errors.As(err, &fe):
 		st := status.New(codes.InvalidArgument, err.Error())
@@ -64,7 +70,7 @@ func toStatus(err error) error {
 			st = withDetails
 		}
 		return st.Err()
-	case errors.Is(err, errNotReady), errors.Is(err, events.ErrUnavailable):
+	case errors.Is(err, errNotReady), errors.Is(err, events.ErrUnavailable), errors.Is(err, errStoreUnavailable):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, errNoEventSink), errors.Is(err, errNoCanary):
 		return status.Error(codes.FailedPrecondition, err.Error())

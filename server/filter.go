@@ -10,8 +10,11 @@ import (
 // itemFilter is a request's business rules compiled against one snapshot.
 type itemFilter struct {
 	s                  *snapshot
-	includeCat         []bool // nil: every category
-	excludeCat         []bool // nil: none
+	l                  *live
+	added              *segment    // the items added to the catalog, as the request found them
+	cats               *categories // category numbers, as the request found them
+	includeCat         []bool      // nil: every category
+	excludeCat         []bool      // nil: none
 	excludeItems       map[int32]struct{}
 	seen               []int32 // training items of the user, excluded (sorted)
 	seenBits           uint64  // bit row%64 set for each row in seen: most rows skip the search
@@ -21,17 +24,17 @@ type itemFilter struct {
 
 // compileFilter builds the filter for a request. Unknown categories and item ids match nothing.
 func compileFilter(s *snapshot, f *recservev1.Filter) *itemFilter {
-	c := &itemFilter{s: s, self: -1, includeUnavailable: f.GetIncludeUnavailable()}
+	c := &itemFilter{s: s, l: s.live, added: s.live.added.Load(), cats: s.live.cats.Load(), self: -1, includeUnavailable: f.GetIncludeUnavailable()}
 	if cats := f.GetIncludeCategories(); len(cats) > 0 {
-		c.includeCat = s.categoryMask(cats)
+		c.includeCat = c.categoryMask(cats)
 	}
 	if cats := f.GetExcludeCategories(); len(cats) > 0 {
-		c.excludeCat = s.categoryMask(cats)
+		c.excludeCat = c.categoryMask(cats)
 	}
 	if ids := f.GetExcludeItemIds(); len(ids) > 0 {
 		c.excludeItems = make(map[int32]struct{}, len(ids))
 		for _, id := range ids {
-			if row, ok := s.itemRow.Row(id); ok {
+			if row, ok := c.row(id); ok {
 				c.excludeItems[row] = struct{}{}
 			}
 		}
@@ -39,20 +42,35 @@ func compileFilter(s *snapshot, f *recservev1.Filter) *itemFilter {
 	return c
 }
 
-func (s *snapshot) categoryMask(names []string) []bool {
-	mask := make([]bool, s.catalog.Categories())
+// row returns the row of item id: one of the version's or an added one.
+func (f *itemFilter) row(id string) (int32, bool) {
+	if row, ok := f.s.itemRow.Row(id); ok {
+		return row, true
+	}
+	if i, ok := f.added.rows[id]; ok {
+		return f.l.base + i, true
+	}
+	return -1, false
+}
+
+// categoryMask marks the categories named; a category added after it was made
+// is in none of them.
+func (f *itemFilter) categoryMask(names []string) []bool {
+	mask := make([]bool, len(f.cats.names))
 	for _, n := range names {
-		if c, ok := s.catalog.CategoryNumber(n); ok {
+		if c, ok := f.cats.numbers[n]; ok {
 			mask[c] = true
 		}
 	}
 	return mask
 }
 
+func inMask(mask []bool, cat int32) bool { return int(cat) < len(mask) && mask[cat] }
+
 // excludeOnline adds items the user interacted with since training.
 func (f *itemFilter) excludeOnline(seen map[string]struct{}) {
 	for id := range seen {
-		if row, ok := f.s.itemRow.Row(id); ok {
+		if row, ok := f.row(id); ok {
 			if f.excludeItems == nil {
 				f.excludeItems = make(map[int32]struct{}, len(seen))
 			}
@@ -74,17 +92,30 @@ func (f *itemFilter) allow(id int32) bool {
 	if id == f.self {
 		return false
 	}
-	if !f.includeUnavailable && !f.s.catalog.Available(id) {
+	var cat int32
+	if id < f.l.base {
+		if f.includeUnavailable {
+			if bit(f.l.gone, id) {
+				return false
+			}
+		} else if bit(f.l.unavail, id) {
+			return false
+		}
+		if f.includeCat != nil || f.excludeCat != nil { // only then read the item's category
+			cat = f.l.cat[id].Load()
+		}
+	} else {
+		i := id - f.l.base
+		if !f.includeUnavailable && f.added.unavail[i] {
+			return false
+		}
+		cat = f.added.cat[i]
+	}
+	if f.includeCat != nil && !inMask(f.includeCat, cat) {
 		return false
 	}
-	if f.includeCat != nil || f.excludeCat != nil { // only then read the item's category
-		cat := f.s.catalog.Category(id)
-		if f.includeCat != nil && !f.includeCat[cat] {
-			return false
-		}
-		if f.excludeCat != nil && f.excludeCat[cat] {
-			return false
-		}
+	if f.excludeCat != nil && inMask(f.excludeCat, cat) {
+		return false
 	}
 	if f.excludeItems != nil {
 		if _, ok := f.excludeItems[id]; ok {

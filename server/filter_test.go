@@ -2,6 +2,7 @@ package server
 
 import (
 	"slices"
+	"sync/atomic"
 	"testing"
 )
 
@@ -9,7 +10,8 @@ import (
 // including rows that share a bit of the seen mask with seen ones.
 func TestFilterExcludesSeen(t *testing.T) {
 	for _, seen := range [][]int32{nil, {5}, {3, 67, 130, 131, 999}} {
-		f := &itemFilter{s: &snapshot{}, self: -1, includeUnavailable: true}
+		l := &live{base: 1100, unavail: make([]atomic.Uint64, 18), gone: make([]atomic.Uint64, 18), cat: make([]atomic.Int32, 1100)}
+		f := &itemFilter{s: &snapshot{}, l: l, added: emptySegment, self: -1, includeUnavailable: true}
 		f.excludeSeen(seen)
 		for id := range int32(1100) {
 			if got, want := f.allow(id), !slices.Contains(seen, id); got != want {

@@ -25,6 +25,8 @@ func NewGRPCServer(s *Server, extra ...grpc.ServerOption) *grpc.Server {
 	recservev1.RegisterRecommendServiceServer(g, s)
 	recservev1.RegisterEventServiceServer(g, &eventService{s: s})
 	recservev1.RegisterModelAdminServiceServer(g, &adminService{s: s})
+	recservev1.RegisterCatalogServiceServer(g, &catalogService{s: s})
+	recservev1.RegisterUserServiceServer(g, &userService{s: s})
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)
 	return g

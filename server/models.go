@@ -36,6 +36,8 @@ type models struct {
 	log      *slog.Logger
 	now      func() time.Time
 	onSwap   func()
+	// attach gives a loaded snapshot the run-time catalog before it serves.
+	attach func(*snapshot)
 	// onAdopt is called, without locks held, when a model's rollout state
 	// changed in the registry (another replica or an operator wrote it).
 	onAdopt func(model string)
@@ -354,6 +356,9 @@ func (m *models) load(ctx context.Context, name, version string) (s *snapshot, e
 			return err
 		}
 		s, err = newSnapshot(ctx, b, m.indexOpt)
+		if err == nil && m.attach != nil {
+			m.attach(s)
+		}
 		return err
 	})
 	return s, err

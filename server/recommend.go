@@ -47,7 +47,7 @@ func (s *Server) Recommend(ctx context.Context, req *recservev1.RecommendRequest
 func (s *Server) recommend(ctx context.Context, snap *snapshot, q userQuery, n int, req *recservev1.RecommendRequest) (*recservev1.RecommendResponse, error) {
 	var key string
 	if s.cacheOn() { // the key costs a marshal and a hash: only with the cache
-		key = cacheKey(snap, q.online.Gen, req)
+		key = cacheKey(snap, q.online.Gen, s.catalog.latest.Load(), req)
 		if resp := s.cached(ctx, key); resp != nil {
 			resp.RequestId = s.requestID()
 			return resp, nil
@@ -151,18 +151,18 @@ func (s *Server) SimilarItems(ctx context.Context, req *recservev1.SimilarItemsR
 		return nil, toStatus(err)
 	}
 	markServed(ctx, snap)
-	row, ok := snap.itemRow.Row(req.GetItemId())
-	if !ok {
+	f := compileFilter(snap, req.GetFilter())
+	row, ok := f.row(req.GetItemId())
+	if !ok || row < f.l.base && bit(f.l.gone, row) {
 		return nil, toStatus(&notFound{field: "item_id", value: req.GetItemId(), err: errItemNotFound})
 	}
-	f := compileFilter(snap, req.GetFilter())
 	f.self = row
-	hits := snap.items.Search(snap.itemVector(row), n, f.fn())
+	hits := snap.search(f.vector(row), n, f)
 	if err := ctx.Err(); err != nil {
 		return nil, toStatus(err)
 	}
 	return &recservev1.SimilarItemsResponse{
-		Items:        snap.scored(hits),
+		Items:        snap.scored(hits, f),
 		Model:        snap.model,
 		ModelVersion: snap.version,
 		RequestId:    s.requestID(),
@@ -183,10 +183,12 @@ func (s *Server) onlineUsers(ctx context.Context, users []string) []online.User 
 	return make([]online.User, len(users))
 }
 
-// cacheKey identifies a response: model version, the user's event generation and
-// the request itself, so a new version or a new event of the user misses.
-func cacheKey(snap *snapshot, gen int64, req *recservev1.RecommendRequest) string {
+// cacheKey identifies a response: model version, the user's event generation,
+// the catalog's last change and the request itself, so a new version, a new
+// event of the user or a catalog change misses.
+func cacheKey(snap *snapshot, gen, catalogChange int64, req *recservev1.RecommendRequest) string {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	b = strconv.AppendInt(b, catalogChange, 10)
 	sum := sha256.Sum256(b)
 	return snap.model + "/" + snap.version + "/" + req.GetUserId() + "/" + strconv.FormatInt(gen, 10) + "/" + hex.EncodeToString(sum[:12])
 }
@@ -244,13 +246,19 @@ func (s *snapshot) recommend(q userQuery, n int, filter *recservev1.Filter) ([]*
 		if !q.includeSeen {
 			f.excludeSeen(s.bundle.Seen(int(u)))
 		}
-		return s.scored(s.items.Search(s.userVector(u), n, f.fn())), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_MODEL
+		return s.scored(s.search(s.userVector(u), n, f), f), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_MODEL
 	case len(q.online.Recent) > 0:
 		if v := s.foldIn(q.online.Recent); v != nil {
-			return s.scored(s.items.Search(v, n, f.fn())), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_FOLD_IN
+			return s.scored(s.search(v, n, f), f), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_FOLD_IN
 		}
 	}
 	return s.popularItems(n, f), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_POPULARITY
+}
+
+// search retrieves the best n items for q that f allows: from the version's
+// index and from the items added to the catalog since.
+func (s *snapshot) search(q []float32, n int, f *itemFilter) []index.Result {
+	return s.live.searchAdded(q, n, f, s.items.Search(q, n, f.fn()))
 }
 
 // foldIn computes a user vector from recent interactions with items the model
@@ -286,23 +294,64 @@ func (s *snapshot) popularItems(n int, f *itemFilter) []*recservev1.ScoredItem {
 			break
 		}
 		if f.allow(it) {
-			out = append(out, s.item(it, s.popScore[i]))
+			out = append(out, s.item(it, s.popScore[i], f))
 		}
 	}
 	return out
 }
 
-// scored turns index hits into response items, all in one allocation.
-func (s *snapshot) scored(hits []index.Result) []*recservev1.ScoredItem {
+// scored turns hits into response items, all in one allocation.
+func (s *snapshot) scored(hits []index.Result, f *itemFilter) []*recservev1.ScoredItem {
 	out := make([]*recservev1.ScoredItem, len(hits))
 	slab := make([]recservev1.ScoredItem, len(hits))
 	for i, h := range hits {
-		slab[i].ItemId, slab[i].Score, slab[i].Category = s.itemRow.ID(int(h.ID)), h.Score, s.catalog.CategoryName(s.catalog.Category(h.ID))
+		f.describe(&slab[i], h.ID)
+		slab[i].Score = h.Score
 		out[i] = &slab[i]
 	}
 	return out
 }
 
-func (s *snapshot) item(row int32, score float32) *recservev1.ScoredItem {
-	return &recservev1.ScoredItem{ItemId: s.itemRow.ID(int(row)), Score: score, Category: s.catalog.CategoryName(s.catalog.Category(row))}
+func (s *snapshot) item(row int32, score float32, f *itemFilter) *recservev1.ScoredItem {
+	it := &recservev1.ScoredItem{Score: score}
+	f.describe(it, row)
+	return it
+}
+
+// describe fills in the id, category and origin of item row.
+func (f *itemFilter) describe(it *recservev1.ScoredItem, row int32) {
+	cats := f.l.cats.Load() // at least as new as f.cats: it only grows
+	if row < f.l.base {
+		it.ItemId, it.Category = f.s.itemRow.ID(int(row)), cats.names[f.l.cat[row].Load()]
+		return
+	}
+	i := row - f.l.base
+	it.ItemId, it.Category, it.FoldedIn = f.added.ids[i], cats.names[f.added.cat[i]], true
+}
+
+// vector returns the embedding of item row.
+func (f *itemFilter) vector(row int32) []float32 {
+	if row < f.l.base {
+		return f.s.itemVector(row)
+	}
+	return f.added.vec(int(row-f.l.base), f.s.dim)
+}
+
+// catalogItem returns an item as served: its category and availability with
+// every catalog change applied, and whether it was added since training.
+func (s *snapshot) catalogItem(id string) (*recservev1.CatalogItem, bool, bool) {
+	f := compileFilter(s, nil)
+	row, ok := f.row(id)
+	if !ok || row < f.l.base && bit(f.l.gone, row) {
+		return nil, false, false
+	}
+	var d recservev1.ScoredItem
+	f.describe(&d, row)
+	var avail bool
+	if row < f.l.base {
+		avail = !bit(f.l.unavail, row)
+	} else {
+		avail = !f.added.unavail[row-f.l.base]
+	}
+	return &recservev1.CatalogItem{ItemId: id, Category: d.Category, Available: &avail}, d.FoldedIn, true
 }

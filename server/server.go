@@ -51,6 +51,15 @@ type Options struct {
 	CacheTTL time.Duration
 	// Events receives RecordEvents batches. Nil makes RecordEvents FAILED_PRECONDITION.
 	Events EventSink
+	// Catalog receives catalog changes (the catalog topic), which the server
+	// applies when it consumes them (ApplyCatalog). Nil applies them at once.
+	Catalog CatalogSink
+	// CatalogStore persists the run-time catalog (nil: kept in memory only).
+	CatalogStore CatalogStore
+	// RefoldInterval is how often added items' vectors are folded in again
+	// from their interactions (default 2s); events of this server's own
+	// consumer about an added item fold it in at once.
+	RefoldInterval time.Duration
 	// KeepVersions is how many of the newest versions of each model stay loaded
 	// (default 2), besides pinned and labelled ones.
 	KeepVersions int
@@ -76,6 +85,10 @@ type OnlineStore interface {
 	Users(ctx context.Context, users []string) ([]online.User, error)
 	CacheGet(ctx context.Context, key string) ([]byte, bool, error)
 	CacheSet(ctx context.Context, key string, val []byte, ttl time.Duration) error
+	// ItemUsers returns the users who interacted with each item recently.
+	ItemUsers(ctx context.Context, items []string) ([][]online.ItemUser, error)
+	// EraseUser removes everything the store holds about a user.
+	EraseUser(ctx context.Context, user string) error
 }
 
 // EventSink durably accepts events (package events implements it over Kafka).
@@ -102,6 +115,8 @@ type Server struct {
 	baselines baselines
 	kick      chan struct{} // asks Run for an early refresh
 	metrics   *instruments
+	catalog   *liveCatalog
+	refold    chan struct{} // asks for added items to be folded in again
 }
 
 // New returns a Server that serves nothing until Start or Run has loaded a version.
@@ -124,12 +139,17 @@ func New(opts Options) (*Server, error) {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
+	if opts.RefoldInterval <= 0 {
+		opts.RefoldInterval = 2 * time.Second
+	}
 	var p [6]byte
 	if _, err := rand.Read(p[:]); err != nil {
 		return nil, fmt.Errorf("server: request id prefix: %w", err)
 	}
 	s := &Server{opts: opts, log: opts.Logger, health: health.NewServer(), reqPrefix: hex.EncodeToString(p[:]), stats: newStats(), shadowSem: make(chan struct{}, maxShadows), kick: make(chan struct{}, 1)}
+	s.catalog, s.refold = newLiveCatalog(), make(chan struct{}, 1)
 	s.models = newModels(opts, s.updateHealth)
+	s.models.attach = s.catalog.attach
 	s.models.onAdopt = s.resetBaseline
 	var err error
 	if s.metrics, err = newInstruments(opts.Meter, s); err != nil {
@@ -150,6 +170,9 @@ func (s *Server) Refresh(ctx context.Context) error { return s.models.refresh(ct
 func (s *Server) Run(ctx context.Context) error {
 	t := time.NewTicker(s.opts.PollInterval)
 	defer t.Stop()
+	var refolds sync.WaitGroup
+	refolds.Go(func() { s.refoldLoop(ctx, s.opts.RefoldInterval) })
+	defer refolds.Wait()
 	for {
 		if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("registry refresh", "err", err)
@@ -186,6 +209,9 @@ func (s *Server) resetBaseline(model string) {
 // ObserveEvents counts feedback events (impressions, clicks, conversions) against
 // the model version that produced the recommendation, once per event id.
 func (s *Server) ObserveEvents(evs []*recservev1.Event) {
+	if s.touchesAdded(evs) {
+		s.kickRefold()
+	}
 	now := s.opts.Clock()
 	for _, e := range evs {
 		if e.GetModelVersion() == "" || !s.stats.firstTime(e.GetEventId()) {

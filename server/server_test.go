@@ -86,11 +86,16 @@ type fixture struct {
 	health healthpb.HealthClient
 }
 
+// newFixture serves opts over a new registry, or over opts.Registry (a
+// *registry.FS) when set.
 func newFixture(t *testing.T, opts Options) *fixture {
 	t.Helper()
-	reg, err := registry.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	reg, _ := opts.Registry.(*registry.FS)
+	if reg == nil {
+		var err error
+		if reg, err = registry.Open(t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	opts.Registry, opts.Logger = reg, quiet
 	srv, err := New(opts)

@@ -31,6 +31,7 @@ type snapshot struct {
 	bundle  *registry.Bundle
 
 	items       index.Index
+	live        *live           // run-time catalog changes
 	indexSource string          // "prebuilt" or "built", with why when a prebuilt graph was refused
 	folder      *trainer.Folder // fold-in of users the model does not know
 	// popular holds item rows by descending training popularity; popScore their share.
@@ -57,6 +58,7 @@ func newSnapshot(ctx context.Context, b *registry.Bundle, opts index.Options) (*
 		catalog: b.Catalog(),
 	}
 	b.UserIDs, b.Items = nil, nil // before the index allocates
+	s.live = newLive(s)
 	// Sort each user's seen list so requests can binary-search it.
 	for u := range s.userRow.Rows() {
 		if u%4096 == 0 {

@@ -57,6 +57,9 @@ func runDemo(ctx context.Context, args []string) error {
 	fmt.Printf("demo: trained and published model %q version %s\n", job.Model, version)
 
 	cfg.Registry = job.Registry
+	if cfg.CatalogDir == "./catalog-data" { // the default: keep the demo's state in its directory
+		cfg.CatalogDir = filepath.Join(*dir, "catalog")
+	}
 	cfg.EmbeddedKafka = true                                                       // without -kafka, an in-process broker carries the events
 	cfg.Security.Plaintext = cfg.Security.Plaintext || cfg.Security.CertFile == "" // a local demo, unless given a certificate
 	user, item := data.Events[0].UserID, data.Items[0].ID

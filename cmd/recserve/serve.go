@@ -42,6 +42,8 @@ func serveFlags(fs *flag.FlagSet, cfg *daemon.Config) func(ctx context.Context) 
 		return nil
 	})
 	fs.StringVar(&cfg.Topic, "topic", "interactions", "Kafka topic of interaction events")
+	fs.StringVar(&cfg.CatalogTopic, "catalog-topic", "catalog", "Kafka topic of catalog changes and user erasures")
+	fs.StringVar(&cfg.CatalogDir, "catalog-dir", "./catalog-data", "directory of the run-time catalog file, read back at restart (unused with -redis, which keeps it; empty: memory only)")
 	gogc := fs.Int("gogc", defaultGOGC, "garbage collector target percentage (see GOGC); a set GOGC environment variable wins unless this flag is given")
 	memLimit := fs.Int64("memory-limit-mib", -1, "load no version that would take the process past nine tenths of this many MiB, keeping the served ones, and set the Go runtime's memory limit to 95% of it unless GOMEMLIMIT is set (-1: the memory limit of the process's cgroup, as Kubernetes sets it; 0: none)")
 	headroom := fs.Uint64("gc-headroom-mib", 128, "collect once the heap has grown this many MiB beyond what is live, or by the -gogc percentage if that comes first (0: the percentage only)")

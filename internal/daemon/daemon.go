@@ -19,6 +19,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
+	"github.com/recserve/recserve/events"
 	"github.com/recserve/recserve/gateway"
 	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/internal/telemetry"
@@ -52,6 +53,11 @@ type Config struct {
 	EmbeddedKafka bool
 	// Topic of interaction events (default "interactions").
 	Topic string
+	// CatalogTopic carries catalog changes and user erasures (default "catalog").
+	CatalogTopic string
+	// CatalogDir keeps the run-time catalog in a local file when there is no
+	// Redis (RedisAddr); empty keeps it in memory only.
+	CatalogDir string
 	// Security: TLS, authentication, rate and in-flight limits.
 	Security Security
 	// TracerProvider receives spans of REST requests, gRPC calls (server and the
@@ -87,6 +93,9 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 	if cfg.Topic == "" {
 		cfg.Topic = "interactions"
 	}
+	if cfg.CatalogTopic == "" {
+		cfg.CatalogTopic = events.DefaultCatalogTopic
+	}
 	log := cfg.Logger
 	sec, err := cfg.Security.build(log)
 	if err != nil {
@@ -114,9 +123,13 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 		Registry: reg, Models: cfg.Models, DefaultModel: cfg.DefaultModel,
 		Index: cfg.Index, PollInterval: cfg.PollInterval, Logger: log, MemoryLimit: cfg.MemoryLimit,
 		Online: rt.store, CacheTTL: cfg.CacheTTL, Events: rt.sink(), Meter: tel.Meter(),
+		Catalog: rt.catalogSink(), CatalogStore: rt.catalog,
 	})
 	if err != nil {
 		return err
+	}
+	if err := srv.LoadCatalog(ctx); err != nil {
+		return fmt.Errorf("load the run-time catalog: %w", err)
 	}
 	if err := srv.Refresh(ctx); err != nil {
 		log.Warn("initial registry load", "err", err)
@@ -182,6 +195,7 @@ func Run(ctx context.Context, cfg Config, ready func(Addrs)) error {
 	start("grpc", func() error { return g.Serve(grpcLis) })
 	if len(rt.brokers) > 0 {
 		start("event consumer", func() error { return rt.consume(runCtx, log, srv) })
+		start("catalog consumer", func() error { return rt.consumeCatalog(runCtx, log, srv) })
 	}
 	addrs := Addrs{GRPC: grpcLis.Addr().String(), Kafka: rt.brokers}
 	if httpSrv != nil {

@@ -11,6 +11,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/recserve/recserve/catalog"
 	"github.com/recserve/recserve/events"
 	"github.com/recserve/recserve/internal/telemetry"
 	"github.com/recserve/recserve/online"
@@ -28,24 +31,36 @@ type realtime struct {
 	brokers  []string
 	topic    string
 	group    string
+	catTopic string
+	catalog  server.CatalogStore
+	closers  []func() error
 	lag      *events.LagReader
 	tracing  trace.TracerProvider
 }
 
 func startRealtime(cfg Config) (*realtime, error) {
-	rt := &realtime{brokers: cfg.KafkaBrokers, topic: cfg.Topic, tracing: cfg.TracerProvider}
+	rt := &realtime{brokers: cfg.KafkaBrokers, topic: cfg.Topic, catTopic: cfg.CatalogTopic, tracing: cfg.TracerProvider}
 	if cfg.RedisAddr != "" {
 		rt.redis = online.NewRedis(online.RedisOptions{Addr: cfg.RedisAddr, TracerProvider: cfg.TracerProvider})
 		rt.store = rt.redis
 		// Replicas share Redis, so they share one consumer group: each event is applied once.
 		rt.group = "recserve-server"
+		rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr})
+		rt.catalog, rt.closers = catalog.NewRedis(rdb, "rs:"), append(rt.closers, rdb.Close)
 	} else {
 		rt.store = online.NewMemory()
 		// In-process state: this process must see every event, in a group of its own.
 		rt.group = "recserve-server-" + instanceID()
+		if cfg.CatalogDir != "" {
+			f, err := catalog.OpenFile(cfg.CatalogDir)
+			if err != nil {
+				return nil, err
+			}
+			rt.catalog, rt.closers = f, append(rt.closers, f.Close)
+		}
 	}
 	if len(rt.brokers) == 0 && cfg.EmbeddedKafka {
-		emb, err := events.StartEmbedded(cfg.Topic, 4)
+		emb, err := events.StartEmbedded(cfg.Topic, 4, cfg.CatalogTopic)
 		if err != nil {
 			rt.close()
 			return nil, err
@@ -53,7 +68,8 @@ func startRealtime(cfg Config) (*realtime, error) {
 		rt.embedded, rt.brokers = emb, emb.Addrs()
 	}
 	if len(rt.brokers) > 0 {
-		p, err := events.NewProducer(events.ProducerConfig{Brokers: rt.brokers, Topic: cfg.Topic, Logger: cfg.Logger, TracerProvider: cfg.TracerProvider})
+		p, err := events.NewProducer(events.ProducerConfig{Brokers: rt.brokers, Topic: cfg.Topic, CatalogTopic: cfg.CatalogTopic,
+			Logger: cfg.Logger, TracerProvider: cfg.TracerProvider})
 		if err != nil {
 			rt.close()
 			return nil, err
@@ -81,6 +97,21 @@ func (rt *realtime) sink() server.EventSink {
 		return nil
 	}
 	return rt.producer
+}
+
+// catalogSink returns the producer as the server's CatalogSink, or nil when there is none.
+func (rt *realtime) catalogSink() server.CatalogSink {
+	if rt.producer == nil {
+		return nil
+	}
+	return rt.producer
+}
+
+// consumeCatalog applies the catalog topic until ctx is done. Every server
+// reads all of it, in no group: each keeps the catalog in its memory.
+func (rt *realtime) consumeCatalog(ctx context.Context, log *slog.Logger, srv *server.Server) error {
+	cfg := events.ConsumerConfig{Brokers: rt.brokers, Topic: rt.catTopic, TracerProvider: rt.tracing}
+	return events.ConsumeCatalog(ctx, cfg, log, srv.ApplyCatalog)
 }
 
 // consume applies the event stream to the online store until ctx is done. A store
@@ -118,6 +149,9 @@ func (rt *realtime) close() {
 	}
 	if rt.redis != nil {
 		rt.redis.Close()
+	}
+	for _, c := range rt.closers {
+		_ = c()
 	}
 }
 
