@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,10 +37,15 @@ type liveCatalog struct {
 	mu    sync.Mutex
 	state *catalog.State
 	snaps []weak.Pointer[snapshot] // dropped once collected
-	// latest is the time of the newest change applied (unix nanos): cache
-	// keys include it, so a change invalidates every cached response, and
-	// replicas that applied the same changes share their cache entries.
-	latest atomic.Int64
+	// latest is the time of the newest change applied (unix nanos) and
+	// refolds how many times added items got new vectors: cache keys include
+	// both (stamp), so either invalidates every cached response.
+	latest, refolds atomic.Int64
+}
+
+// stamp identifies the catalog's state for cache keys.
+func (c *liveCatalog) stamp() string {
+	return strconv.FormatInt(c.latest.Load(), 10) + "." + strconv.FormatInt(c.refolds.Load(), 10)
 }
 
 func newLiveCatalog() *liveCatalog { return &liveCatalog{state: catalog.NewState()} }
@@ -215,8 +221,8 @@ func (s *Server) refoldItems(ctx context.Context) error {
 				vecs[id], from[id] = v, n
 			}
 		}
-		if len(vecs) > 0 {
-			snap.live.setVectors(vecs, from)
+		if len(vecs) > 0 && snap.live.setVectors(vecs, from) {
+			s.catalog.refolds.Add(1)
 		}
 	}
 	return nil

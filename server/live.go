@@ -248,22 +248,26 @@ func (l *live) foldItem(users []online.ItemUser) ([]float32, int) {
 	return l.userFold.FoldIn(rows, ws), len(rows)
 }
 
-// setVectors replaces added items' vectors (folded from fromUsers users).
-func (l *live) setVectors(vecs map[string][]float32, fromUsers map[string]int) {
+// setVectors replaces added items' vectors (folded from fromUsers users) and
+// reports whether any changed.
+func (l *live) setVectors(vecs map[string][]float32, fromUsers map[string]int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	g := l.added.Load().clone()
-	changed := false
+	g := l.added.Load()
+	var next *segment
 	for id, v := range vecs {
-		if i, ok := g.rows[id]; ok {
-			copy(g.vec(int(i), l.s.dim), v)
-			g.fromUsers[i] = fromUsers[id]
-			changed = true
+		if i, ok := g.rows[id]; ok && !slices.Equal(g.vec(int(i), l.s.dim), v) {
+			if next == nil {
+				next = g.clone()
+			}
+			copy(next.vec(int(i), l.s.dim), v)
+			next.fromUsers[i] = fromUsers[id]
 		}
 	}
-	if changed {
-		l.added.Store(g)
+	if next != nil {
+		l.added.Store(next)
 	}
+	return next != nil
 }
 
 // searchAdded scans the added items for the best n that f allows and merges

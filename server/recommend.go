@@ -47,7 +47,7 @@ func (s *Server) Recommend(ctx context.Context, req *recservev1.RecommendRequest
 func (s *Server) recommend(ctx context.Context, snap *snapshot, q userQuery, n int, req *recservev1.RecommendRequest) (*recservev1.RecommendResponse, error) {
 	var key string
 	if s.cacheOn() { // the key costs a marshal and a hash: only with the cache
-		key = cacheKey(snap, q.online.Gen, s.catalog.latest.Load(), req)
+		key = cacheKey(snap, q.online.Gen, s.catalog.stamp(), req)
 		if resp := s.cached(ctx, key); resp != nil {
 			resp.RequestId = s.requestID()
 			return resp, nil
@@ -184,11 +184,11 @@ func (s *Server) onlineUsers(ctx context.Context, users []string) []online.User 
 }
 
 // cacheKey identifies a response: model version, the user's event generation,
-// the catalog's last change and the request itself, so a new version, a new
-// event of the user or a catalog change misses.
-func cacheKey(snap *snapshot, gen, catalogChange int64, req *recservev1.RecommendRequest) string {
+// the catalog's state and the request itself, so a new version, a new event
+// of the user, a catalog change or new vectors of added items miss.
+func cacheKey(snap *snapshot, gen int64, catalog string, req *recservev1.RecommendRequest) string {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(req)
-	b = strconv.AppendInt(b, catalogChange, 10)
+	b = append(b, catalog...)
 	sum := sha256.Sum256(b)
 	return snap.model + "/" + snap.version + "/" + req.GetUserId() + "/" + strconv.FormatInt(gen, 10) + "/" + hex.EncodeToString(sum[:12])
 }
