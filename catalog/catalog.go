@@ -2,9 +2,11 @@
 // a model version was trained (upserts, availability, deletions), kept as the
 // latest state of every changed item. Changes travel as recservev1.CatalogRecord
 // values; a State applies them in any order and any number of times with the
-// same result, because every item keeps the time of its last change and an
-// older change never overrides a newer one. The stores (File, Redis) persist
-// the state so that a restart reads it back.
+// same result, because every item keeps the times of its last changes, one for
+// its content (upsert, deletion) and one for its availability (set by an
+// availability change or an upsert), and an older change never overrides a
+// newer one. The stores (File, Redis) persist the state so that a restart
+// reads it back.
 package catalog
 
 import (
@@ -40,27 +42,44 @@ type Item struct {
 	Upserted   bool
 	Category   string
 	Attributes map[string]string
-	Available  bool
-	Deleted    bool
-	// Time of the last change applied.
-	Time time.Time
+	// Available is the last availability set; a deleted item is served as
+	// unavailable whatever it says.
+	Available bool
+	Deleted   bool
+	// Time of the last content change (upsert or deletion) applied, zero if
+	// none, and AvailableTime of the last availability.
+	Time, AvailableTime time.Time
 }
 
-// Record returns the change that recreates it: an upsert, an availability or a
-// deletion record, stamped with its time.
-func (it Item) Record() *recservev1.CatalogRecord {
-	r := &recservev1.CatalogRecord{Time: timestamppb.New(it.Time)}
+// Served reports whether the item may be recommended.
+func (it Item) Served() bool { return it.Available && !it.Deleted }
+
+// Latest returns the time of its last change.
+func (it Item) Latest() time.Time {
+	if it.AvailableTime.After(it.Time) {
+		return it.AvailableTime
+	}
+	return it.Time
+}
+
+// Records returns the changes that recreate it, each stamped with its time:
+// the content change (an upsert or a deletion) if any, then the availability
+// unless the upsert set it.
+func (it Item) Records() []*recservev1.CatalogRecord {
+	var out []*recservev1.CatalogRecord
+	avail := it.Available
 	switch {
 	case it.Deleted:
-		r.Change = &recservev1.CatalogRecord_DeleteItemId{DeleteItemId: it.ID}
+		out = append(out, &recservev1.CatalogRecord{Time: timestamppb.New(it.Time), Change: &recservev1.CatalogRecord_DeleteItemId{DeleteItemId: it.ID}})
 	case it.Upserted:
-		avail := it.Available
-		r.Change = &recservev1.CatalogRecord_Upsert{Upsert: &recservev1.CatalogItem{
-			ItemId: it.ID, Category: it.Category, Available: &avail, Attributes: maps.Clone(it.Attributes)}}
-	default:
-		r.Change = &recservev1.CatalogRecord_Availability{Availability: &recservev1.ItemAvailability{ItemId: it.ID, Available: it.Available}}
+		out = append(out, &recservev1.CatalogRecord{Time: timestamppb.New(it.Time), Change: &recservev1.CatalogRecord_Upsert{Upsert: &recservev1.CatalogItem{
+			ItemId: it.ID, Category: it.Category, Available: &avail, Attributes: maps.Clone(it.Attributes)}}})
 	}
-	return r
+	if !it.AvailableTime.IsZero() && !(it.Upserted && it.AvailableTime.Equal(it.Time)) {
+		out = append(out, &recservev1.CatalogRecord{Time: timestamppb.New(it.AvailableTime),
+			Change: &recservev1.CatalogRecord_Availability{Availability: &recservev1.ItemAvailability{ItemId: it.ID, Available: avail}}})
+	}
+	return out
 }
 
 // State is the latest state of every changed item. Safe for concurrent use.
@@ -71,6 +90,15 @@ type State struct {
 
 // NewState returns an empty state.
 func NewState() *State { return &State{items: map[string]*Item{}} }
+
+// Restore applies items' states (as a store's Load returns them).
+func (s *State) Restore(items []Item) {
+	var recs []*recservev1.CatalogRecord
+	for _, it := range items {
+		recs = append(recs, it.Records()...)
+	}
+	s.Apply(recs)
+}
 
 // ItemID returns the id of the item a record changes, or "" for an erasure.
 func ItemID(r *recservev1.CatalogRecord) string {
@@ -87,8 +115,10 @@ func ItemID(r *recservev1.CatalogRecord) string {
 
 // Apply applies the item changes of recs (erasures are not item changes and are
 // skipped) and returns the items whose state changed, in the order of their
-// last change. A change older than the item's last one is ignored; a deleted
-// item comes back only through an upsert.
+// last change. An upsert or deletion older than the item's last one changes
+// nothing of its content, an availability (also an upsert's) older than its
+// last availability nothing of that; a deleted item comes back only through a
+// newer upsert.
 func (s *State) Apply(recs []*recservev1.CatalogRecord) []Item {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -100,27 +130,29 @@ func (s *State) Apply(recs []*recservev1.CatalogRecord) []Item {
 		}
 		t := r.GetTime().AsTime()
 		cur := s.items[id]
-		if cur != nil && t.Before(cur.Time) {
-			continue
-		}
-		next := Item{ID: id, Available: true, Time: t}
+		next := Item{ID: id, Available: true}
 		if cur != nil {
 			next = *cur
-			next.Time = t
 		}
+		newContent := cur == nil || !t.Before(cur.Time)
+		newAvail := cur == nil || !t.Before(cur.AvailableTime)
 		switch c := r.GetChange().(type) {
 		case *recservev1.CatalogRecord_Upsert:
 			u := c.Upsert
-			next = Item{ID: id, Upserted: true, Category: u.GetCategory(), Attributes: maps.Clone(u.GetAttributes()),
-				Available: u.Available == nil || u.GetAvailable(), Time: t}
-		case *recservev1.CatalogRecord_Availability:
-			if next.Deleted {
-				next.Time = cur.Time
-				break
+			if newContent {
+				next.Upserted, next.Deleted, next.Category, next.Attributes, next.Time = true, false, u.GetCategory(), maps.Clone(u.GetAttributes()), t
 			}
-			next.Available = c.Availability.GetAvailable()
+			if newAvail {
+				next.Available, next.AvailableTime = u.Available == nil || u.GetAvailable(), t
+			}
+		case *recservev1.CatalogRecord_Availability:
+			if newAvail {
+				next.Available, next.AvailableTime = c.Availability.GetAvailable(), t
+			}
 		case *recservev1.CatalogRecord_DeleteItemId:
-			next = Item{ID: id, Deleted: true, Time: t}
+			if newContent {
+				next.Upserted, next.Deleted, next.Category, next.Attributes, next.Time = false, true, "", nil, t
+			}
 		}
 		if cur != nil && equal(*cur, next) {
 			continue
@@ -142,7 +174,7 @@ func (s *State) Apply(recs []*recservev1.CatalogRecord) []Item {
 
 func equal(a, b Item) bool {
 	return a.ID == b.ID && a.Upserted == b.Upserted && a.Category == b.Category && a.Available == b.Available &&
-		a.Deleted == b.Deleted && a.Time.Equal(b.Time) && maps.Equal(a.Attributes, b.Attributes)
+		a.Deleted == b.Deleted && a.Time.Equal(b.Time) && a.AvailableTime.Equal(b.AvailableTime) && maps.Equal(a.Attributes, b.Attributes)
 }
 
 // Get returns the state of item id, if it changed.

@@ -22,7 +22,7 @@ import (
 const FileName = "catalog.log"
 
 // File persists the state in a local append-only file: each Save appends the
-// changed items' states and syncs the file before it returns. A record is a
+// changed items' states (Item.Records) and syncs the file before it returns. A record is a
 // little-endian uint32 payload length, the payload's CRC-32C and the payload,
 // one marshaled CatalogRecord. Open reads the file back, cutting a torn last
 // record away, and rewrites it compacted when it holds more than twice as many
@@ -129,12 +129,14 @@ func (c *File) Save(_ context.Context, items []Item) error {
 		return nil
 	}
 	var buf []byte
-	recs := make([]*recservev1.CatalogRecord, len(items))
-	for i, it := range items {
-		recs[i] = it.Record()
-		var err error
-		if buf, err = appendRecord(buf, recs[i]); err != nil {
-			return fmt.Errorf("catalog: encode %q: %w", it.ID, err)
+	var recs []*recservev1.CatalogRecord
+	for _, it := range items {
+		for _, r := range it.Records() {
+			recs = append(recs, r)
+			var err error
+			if buf, err = appendRecord(buf, r); err != nil {
+				return fmt.Errorf("catalog: encode %q: %w", it.ID, err)
+			}
 		}
 	}
 	c.mu.Lock()
@@ -161,10 +163,14 @@ func (c *File) Save(_ context.Context, items []Item) error {
 func (c *File) compact() error {
 	var buf []byte
 	items := c.state.Items()
+	n := 0
 	for _, it := range items {
-		var err error
-		if buf, err = appendRecord(buf, it.Record()); err != nil {
-			return fmt.Errorf("catalog: compact: %w", err)
+		for _, r := range it.Records() {
+			var err error
+			if buf, err = appendRecord(buf, r); err != nil {
+				return fmt.Errorf("catalog: compact: %w", err)
+			}
+			n++
 		}
 	}
 	if err := fsutil.WriteFileAtomic(c.path, buf); err != nil {
@@ -175,7 +181,7 @@ func (c *File) compact() error {
 		return fmt.Errorf("catalog: compact: %w", err)
 	}
 	c.f.Close()
-	c.f, c.records, c.items = f, len(items), len(items)
+	c.f, c.records, c.items = f, n, len(items)
 	return nil
 }
 

@@ -13,10 +13,11 @@ import (
 // Redis persists the state in two hashes, shared by every replica that uses
 // the same server and prefix:
 //
-//	<p>catalog:items   item id -> its state, a marshaled CatalogRecord
-//	<p>catalog:times   item id -> the time of that state, 20-digit unix nanoseconds
+//	<p>catalog:items   c:<item id> -> its content, a marshaled upsert or deletion record
+//	                   a:<item id> -> its availability, a marshaled availability record
+//	<p>catalog:times   the same fields -> the record's time, 20-digit unix nanoseconds
 //
-// A state is written only if it is not older than the stored one, so replicas
+// A record is written only if it is not older than the stored one, so replicas
 // that apply the topic at different paces leave the newest state behind.
 type Redis struct {
 	rdb    *redis.Client
@@ -47,13 +48,19 @@ func (r *Redis) Save(ctx context.Context, items []Item) error {
 	if len(items) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 3*len(items))
+	args := make([]any, 0, 6*len(items))
 	for _, it := range items {
-		b, err := proto.Marshal(it.Record())
-		if err != nil {
-			return fmt.Errorf("catalog: encode %q: %w", it.ID, err)
+		for _, r := range it.Records() {
+			b, err := proto.Marshal(r)
+			if err != nil {
+				return fmt.Errorf("catalog: encode %q: %w", it.ID, err)
+			}
+			field := "c:" + it.ID
+			if r.GetAvailability() != nil {
+				field = "a:" + it.ID
+			}
+			args = append(args, field, fmt.Sprintf("%020d", r.GetTime().AsTime().UnixNano()), b)
 		}
-		args = append(args, it.ID, fmt.Sprintf("%020d", it.Time.UnixNano()), b)
 	}
 	if err := saveNewer.Run(ctx, r.rdb, r.keys(), args...).Err(); err != nil && err != redis.Nil {
 		return fmt.Errorf("catalog: redis save: %w", err)

@@ -13,9 +13,16 @@ import (
 // feedback, not interactions, and are left out, as are events of an unknown
 // type; a zero weight is the type's default (events.Weight), and an event
 // whose weight is still not a positive float32 is left out.
-func (l *Log) Dataset() (*trainer.Dataset, error) {
+func (l *Log) Dataset() (*trainer.Dataset, error) { return l.DatasetOf(nil) }
+
+// DatasetOf is Dataset of the events keep accepts (nil: all of them); the
+// trainer leaves out the events of deleted items with it.
+func (l *Log) DatasetOf(keep func(e *recservev1.Event) bool) (*trainer.Dataset, error) {
 	d := trainer.NewDataset()
 	err := l.Each(func(e *recservev1.Event) error {
+		if keep != nil && !keep(e) {
+			return nil
+		}
 		if w, ok := interactionWeight(e); ok {
 			d.Add(e.GetUserId(), e.GetItemId(), w)
 		}

@@ -9,6 +9,12 @@
 // returns, so a crash can only damage the bytes of the last Append; Open
 // truncates such a torn tail away (and reports a bad record followed by good
 // ones as ErrCorrupt).
+//
+// Erasure (EraseUsers): a user's events up to a time are removed by rewriting
+// the file without them (a temporary file, fsynced, renamed over events.log),
+// and the erasure is remembered in erased.jsonl, so that the user's old events
+// are not stored again when they are delivered again (a Kafka redelivery, a
+// replay of the topic). See erase.go.
 package eventlog
 
 import (
@@ -21,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/recserve/recserve/internal/fsutil"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
@@ -29,8 +36,9 @@ import (
 
 // Names of the files in a log directory.
 const (
-	FileName = "events.log"
-	LockName = "LOCK"
+	FileName   = "events.log"
+	LockName   = "LOCK"
+	ErasedName = "erased.jsonl"
 )
 
 // Errors returned by this package wrap one of these; test with errors.Is.
@@ -49,16 +57,23 @@ var (
 // Log is an append-only, deduplicated event file. It is safe for concurrent
 // use: Dataset and Each read a snapshot while Append goes on.
 type Log struct {
+	dir  string
 	path string
 	lock *os.File
 	torn int64
 
-	mu   sync.Mutex
-	f    *os.File // nil when closed
-	size int64    // bytes of whole, synced records
-	ids  map[string]struct{}
-	err  error // sticky write error: the file's state is unknown
-	buf  []byte
+	// eraseMu serializes EraseUsers (and the purge of Open); erased and
+	// needPurge change only under both eraseMu and mu.
+	eraseMu   sync.Mutex
+	needPurge bool // the file may hold erased events: a purge did not finish
+
+	mu     sync.Mutex
+	f      *os.File // nil when closed
+	size   int64    // bytes of whole, synced records
+	ids    map[string]struct{}
+	erased map[string]time.Time // user id -> erased up to this time (inclusive)
+	err    error                // sticky write error: the file's state is unknown
+	buf    []byte
 }
 
 // Open opens the log in dir, creating dir and the file as needed. It reads the
@@ -98,10 +113,21 @@ func open(dir string) (*Log, error) {
 			return nil, fmt.Errorf("eventlog: %w", err)
 		}
 	}
-	l := &Log{path: path, f: f, ids: map[string]struct{}{}}
+	l := &Log{dir: dir, path: path, f: f, ids: map[string]struct{}{}}
+	removeTemps(dir)
+	if l.erased, err = readErased(dir); err != nil {
+		f.Close()
+		return nil, err
+	}
 	if err := l.load(); err != nil {
 		f.Close()
 		return nil, err
+	}
+	if l.needPurge { // erased events a crash kept from being removed
+		if _, err := l.purge(); err != nil {
+			l.f.Close()
+			return nil, err
+		}
 	}
 	return l, nil
 }
@@ -115,6 +141,10 @@ func (l *Log) load() error {
 	size := st.Size()
 	r := bufio.NewReaderSize(io.NewSectionReader(l.f, 0, size), 1<<20)
 	good, err := scan(r, size, func(e *recservev1.Event, _ int64) error {
+		if l.isErased(e) {
+			l.needPurge = true
+			return nil
+		}
 		l.ids[e.GetEventId()] = struct{}{}
 		return nil
 	})
@@ -186,7 +216,9 @@ func validRecordAt(b []byte, i int) bool {
 func (l *Log) TornBytes() int64 { return l.torn }
 
 // Append stores the events whose ids the log does not hold yet (an id twice in
-// evs counts once) and returns how many it stored. They are on disk (written
+// evs counts once) and returns how many it stored. Events of an erased user
+// whose timestamp is not after the erasure (an event without a timestamp
+// included) are not stored either (see EraseUsers). They are on disk (written
 // and fsynced) when it returns. Every event must have an event id (ErrInvalid;
 // then nothing is stored). After a write error the log refuses further
 // appends: reopen it.
@@ -213,6 +245,9 @@ func (l *Log) Append(evs []*recservev1.Event) (added int, err error) {
 			continue
 		}
 		if _, ok := batch[id]; ok {
+			continue
+		}
+		if l.isErased(e) {
 			continue
 		}
 		if buf, err = appendRecord(buf, e); err != nil {
@@ -249,7 +284,7 @@ func (l *Log) fail(err error) error {
 	return l.err
 }
 
-// Len returns the number of distinct events stored.
+// Len returns the number of distinct events stored (erased ones no longer count).
 func (l *Log) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -260,13 +295,16 @@ func (l *Log) Len() int {
 // to what was stored when Each was called; fn's error stops it and is
 // returned. The events are read back from the file.
 func (l *Log) Each(fn func(e *recservev1.Event) error) error {
+	// Opened under mu, so that the file is the one size is of: an erasure
+	// replaces the file, and a reader that opened the old one reads it whole.
 	l.mu.Lock()
-	closed, size := l.f == nil, l.size
-	l.mu.Unlock()
-	if closed {
+	if l.f == nil {
+		l.mu.Unlock()
 		return ErrClosed
 	}
+	size := l.size
 	f, err := os.Open(l.path)
+	l.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("eventlog: %w", err)
 	}

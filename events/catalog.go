@@ -120,8 +120,14 @@ func decodeCatalog(fetches kgo.Fetches, log *slog.Logger) []*recservev1.CatalogR
 	fetches.EachRecord(func(r *kgo.Record) {
 		rec := new(recservev1.CatalogRecord)
 		err := proto.Unmarshal(r.Value, rec)
+		if err == nil && len(r.Value) == 0 {
+			err = errors.New("empty record")
+		}
 		if err == nil {
 			err = catalog.Validate(rec)
+		}
+		if err == nil && rec.Time != nil {
+			err = rec.Time.CheckValid()
 		}
 		if err != nil {
 			log.Warn("skipping a record that is not a valid catalog change", "partition", r.Partition, "offset", r.Offset, "err", err)

@@ -64,7 +64,7 @@ func (c *liveCatalog) apply(recs []*recservev1.CatalogRecord) []catalog.Item {
 	defer c.mu.Unlock()
 	changed := c.state.Apply(recs)
 	for _, it := range changed {
-		if t := it.Time.UnixNano(); t > c.latest.Load() {
+		if t := it.Latest().UnixNano(); t > c.latest.Load() {
 			c.latest.Store(t)
 		}
 	}
@@ -106,9 +106,9 @@ func (s *Server) LoadCatalog(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	recs := make([]*recservev1.CatalogRecord, len(items))
-	for i, it := range items {
-		recs[i] = it.Record()
+	var recs []*recservev1.CatalogRecord
+	for _, it := range items {
+		recs = append(recs, it.Records()...)
 	}
 	s.catalog.apply(recs)
 	s.kickRefold()

@@ -115,7 +115,7 @@ func (l *live) apply(items []catalog.Item) {
 	}
 	for _, it := range items {
 		if row, ok := l.s.itemRow.Row(it.ID); ok {
-			setBit(l.unavail, row, it.Deleted || !it.Available)
+			setBit(l.unavail, row, !it.Served())
 			setBit(l.gone, row, it.Deleted)
 			if it.Upserted {
 				l.cat[row].Store(l.categoryNumber(it.Category))

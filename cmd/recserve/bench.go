@@ -35,6 +35,8 @@ type benchConfig struct {
 	exe          string   // binary to run "serve" with (default: this one)
 	verbose      bool     // copy the server's log to stderr
 	timeline     string   // file for per-interval latencies (empty: none)
+	catalogRate  float64  // availability changes per second in a catalog phase after the steady one (0: none)
+	catalogKafka bool     // the catalog phase's changes travel through an embedded Kafka broker
 }
 
 func runBench(ctx context.Context, args []string) error {
@@ -64,6 +66,8 @@ func runBench(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.exe, "serve-exe", "", "binary to run \"serve\" with, e.g. another build to compare (default: this one)")
 	fs.BoolVar(&cfg.verbose, "v", false, "copy the server's log to stderr")
 	fs.StringVar(&cfg.timeline, "timeline", "", "write the latencies of every 100 ms of the run (requests, p50, p99, max, send lag p99) to this file, as tab-separated text")
+	fs.Float64Var(&cfg.catalogRate, "catalog-rate", 0, "after the steady phase, a catalog phase of -duration applying this many availability changes per second (batches of 100) while probing change-to-effect latency (0: none)")
+	fs.BoolVar(&cfg.catalogKafka, "catalog-kafka", false, "the catalog changes travel through an in-process Kafka broker (kfake, in this process) that the server consumes, as in production; else the server applies them itself")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator (this process) to this file; -serve-flag=-cpuprofile=F profiles the server")
 	fs.Func("serve-flag", "extra flag for the child server, e.g. -serve-flag=-ef-search=32 (repeatable)", func(s string) error {
 		cfg.serveArgs = append(cfg.serveArgs, s)
@@ -97,6 +101,10 @@ func (cfg benchConfig) checkLoad() error {
 		return fmt.Errorf("bench serve: -n is %d, want at least 1", cfg.n)
 	case cfg.timeout <= 0:
 		return fmt.Errorf("bench serve: -timeout is %v, want more than 0", cfg.timeout)
+	case !(cfg.catalogRate >= 0) || math.IsInf(cfg.catalogRate, 1):
+		return fmt.Errorf("bench serve: -catalog-rate is %v, want 0 or a positive number", cfg.catalogRate)
+	case cfg.catalogRate > 0 && cfg.swap:
+		return fmt.Errorf("bench serve: -catalog-rate and -swap measure one thing at a time")
 	}
 	return nil
 }

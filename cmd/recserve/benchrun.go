@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/recserve/recserve/events"
 )
 
 // loadGCPercent is the load generator's GOGC while it drives the load.
@@ -31,6 +33,9 @@ type benchResult struct {
 	versionsAtEnd          int
 	// CPU time the server and the load generator (this process) used in the steady phase.
 	serverCPU, loadCPU time.Duration
+	// With -catalog-rate: the catalog phase and what it applied.
+	catalogWindow window
+	catalog       *catalogResult
 }
 
 // benchServe stages the synthetic model, starts "recserve serve" on it, drives
@@ -65,7 +70,18 @@ func benchServe(ctx context.Context, cfg benchConfig, out io.Writer) (*benchResu
 	}
 
 	args := append([]string{"-registry", regDir, "-models", benchModel, "-plaintext", "-grpc-addr", "127.0.0.1:0",
-		"-http-addr", "off", "-cache-ttl=-1s", "-poll", cfg.poll.String()}, cfg.serveArgs...)
+		"-http-addr", "off", "-cache-ttl=-1s", "-poll", cfg.poll.String(), "-catalog-dir", filepath.Join(cfg.dir, "catalog")}, cfg.serveArgs...)
+	if err := os.RemoveAll(filepath.Join(cfg.dir, "catalog")); err != nil { // no changes of an earlier run
+		return nil, err
+	}
+	if cfg.catalogKafka {
+		emb, err := events.StartEmbedded("interactions", 4, events.DefaultCatalogTopic)
+		if err != nil {
+			return nil, err
+		}
+		defer emb.Close()
+		args = append(args, "-kafka", strings.Join(emb.Addrs(), ","))
+	}
 	var logs io.Writer
 	if cfg.verbose {
 		logs = os.Stderr
@@ -106,7 +122,7 @@ func benchServe(ctx context.Context, cfg benchConfig, out io.Writer) (*benchResu
 	if cfg.swap {
 		g.newVersion = filepath.Base(staged[1])
 	}
-	res, err := drive(ctx, cfg, g, srv, staged, regDir)
+	res, err := drive(ctx, cfg, g, srv, addr, staged, regDir)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +135,7 @@ func benchServe(ctx context.Context, cfg benchConfig, out io.Writer) (*benchResu
 
 // drive runs the load: a steady phase, then with -swap the publish of the new
 // version and another phase once it serves.
-func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, staged []string, regDir string) (*benchResult, error) {
+func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, addr string, staged []string, regDir string) (*benchResult, error) {
 	res := &benchResult{versionsAtEnd: 1}
 	pid := srv.cmd.Process.Pid
 	loadCtx, stopLoad := context.WithCancel(ctx)
@@ -145,7 +161,26 @@ func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, staged 
 	res.rssSteady, _, _ = memory(pid)
 	res.serverCPU, res.loadCPU = cpuTime(pid)-srvCPU0, cpuTime(os.Getpid())-loadCPU0
 	end := time.Since(start).Nanoseconds()
-	var published int64
+	var published, catFrom int64
+	if cfg.catalogRate > 0 {
+		catStart := time.Now()
+		catCtx, stopCatalog := context.WithCancel(ctx)
+		resc := make(chan error, 1)
+		go func() {
+			var err error
+			res.catalog, err = catalogLoad(catCtx, addr, cfg.gen.Items, cfg.gen.Users, cfg.catalogRate)
+			resc <- err
+		}()
+		err := wait(cfg.duration)
+		stopCatalog()
+		if err2 := <-resc; err == nil {
+			err = err2
+		}
+		if err != nil {
+			return nil, err
+		}
+		catFrom, end = catStart.Sub(start).Nanoseconds(), time.Since(start).Nanoseconds()
+	}
 	if cfg.swap {
 		published = time.Since(start).Nanoseconds()
 		// No summary of the steady phase here: copying and sorting its samples
@@ -183,6 +218,11 @@ func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, staged 
 			return nil, err
 		}
 	}
+	if cfg.catalogRate > 0 {
+		res.steady = summarize(samples, 0, catFrom)
+		res.catalogWindow = summarize(samples, catFrom, end)
+		return res, nil
+	}
 	if !cfg.swap {
 		res.steady = summarize(samples, 0, end)
 		return res, nil
@@ -219,6 +259,9 @@ func report(w io.Writer, cfg benchConfig, r *benchResult) {
 			ms(x.quantile(0.5)), ms(x.quantile(0.9)), ms(x.quantile(0.99)), ms(x.quantile(0.999)), ms(x.quantile(1)), versionText(x))
 	}
 	row("steady", r.steady)
+	if cfg.catalogRate > 0 {
+		row("catalog", r.catalogWindow)
+	}
 	if cfg.swap {
 		row("swap", r.swapWindow)
 		row("after", r.after)
@@ -236,6 +279,17 @@ func report(w io.Writer, cfg benchConfig, r *benchResult) {
 	if cfg.rate > 0 {
 		fmt.Fprintf(w, "open loop: the load generator sent requests after they were due by p50 %s, p99 %s, p99.9 %s in the steady phase (included in the latencies above)\n",
 			ms(quantile(r.steady.lag, 0.5)), ms(quantile(r.steady.lag, 0.99)), ms(quantile(r.steady.lag, 0.999)))
+	}
+	if c := r.catalog; c != nil {
+		path := "applied by the server"
+		if cfg.catalogKafka {
+			path = "through the catalog topic (embedded broker)"
+		}
+		fmt.Fprintf(w, "catalog: %d availability changes acknowledged in %s (%.0f/s, %s), %d batches failed; p99 during them %s vs steady %s (%.2fx)\n",
+			c.sent, cfg.duration, float64(c.sent)/cfg.duration.Seconds(), path, c.failed, ms(r.catalogWindow.quantile(0.99)), ms(r.steady.quantile(0.99)),
+			float64(r.catalogWindow.quantile(0.99))/float64(max(r.steady.quantile(0.99), 1)))
+		fmt.Fprintf(w, "catalog: change to effect (acknowledgement to the first response without the item) over %d probes: p50 %s, p99 %s, max %s; %d probes failed\n",
+			len(c.effect), ms(quantile(c.effect, 0.5)), ms(quantile(c.effect, 0.99)), ms(quantile(c.effect, 1)), c.probeErrors)
 	}
 	if cfg.swap {
 		fmt.Fprintf(w, "swap: publish to first response from the new version %s (server load %.1f s, index %s); p99 during swap %s vs steady %s (%.2fx)\n",

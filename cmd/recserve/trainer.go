@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/recserve/recserve/catalog"
 	"github.com/recserve/recserve/eventlog"
 	"github.com/recserve/recserve/events"
 	"github.com/recserve/recserve/internal/fsutil"
@@ -28,9 +30,14 @@ const embeddedPartitions = 4
 // trainerJob is the long-running trainer: it consumes the event topic into a
 // durable, deduplicated event log and retrains and publishes a version from the
 // whole log every RetrainEvery new events, or every RetrainInterval when there
-// are new events.
+// are new events. It also consumes the catalog topic (CatalogTopic, its own
+// group: the event group + "-catalog"): item changes go to a catalog file in
+// LogDir and into the catalog of the next version, erasures remove the users'
+// events from the log; either counts as a reason to retrain at the next
+// RetrainInterval, like new events.
 type trainerJob struct {
 	Consumer        events.ConsumerConfig
+	CatalogTopic    string // empty: no catalog consumer
 	LogDir          string
 	Registry        string
 	Model           string
@@ -43,8 +50,11 @@ type trainerJob struct {
 	// Test hooks: afterStore runs after a batch of delivered events was stored
 	// (added of them new), before the batch is committed; published after a
 	// version was published.
-	afterStore func(delivered, added int)
-	published  func(version string)
+	// catalogApplied runs after a batch of catalog records was applied (items
+	// changed of them, events removed by its erasures), before its commit.
+	afterStore     func(delivered, added int)
+	published      func(version string)
+	catalogApplied func(records, changed, removed int)
 }
 
 func runTrainer(ctx context.Context, args []string) error {
@@ -52,7 +62,8 @@ func runTrainer(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("trainer", flag.ContinueOnError)
 	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (empty: start an embedded broker and print its address)")
 	fs.StringVar(&job.Consumer.Topic, "topic", "interactions", "event topic")
-	fs.StringVar(&job.Consumer.Group, "group", "recserve-trainer", "consumer group")
+	fs.StringVar(&job.Consumer.Group, "group", "recserve-trainer", "consumer group (the catalog topic's: this + \"-catalog\")")
+	fs.StringVar(&job.CatalogTopic, "catalog-topic", catalog.DefaultTopicName, "catalog topic: item changes and user erasures (empty: none)")
 	fs.StringVar(&job.LogDir, "log-dir", "./trainer-data", "directory of the event log: every event consumed, the training set")
 	fs.StringVar(&job.Registry, "registry", "./registry-data", registryUsage)
 	fs.StringVar(&job.Model, "model", "default", "model name")
@@ -71,16 +82,36 @@ func runTrainer(ctx context.Context, args []string) error {
 	if *brokers != "" {
 		job.Consumer.Brokers = strings.Split(*brokers, ",")
 	} else {
-		emb, err := events.StartEmbedded(job.Consumer.Topic, embeddedPartitions)
+		emb, err := trainerEmbedded(ctx, job.Consumer.Topic, job.CatalogTopic)
 		if err != nil {
 			return err
 		}
 		defer emb.Close()
 		job.Consumer.Brokers = emb.Addrs()
-		fmt.Printf("trainer: embedded Kafka broker on %s, topic %q (%d partitions)\n",
-			strings.Join(emb.Addrs(), ","), job.Consumer.Topic, embeddedPartitions)
+		topics := fmt.Sprintf("%q", job.Consumer.Topic)
+		if job.CatalogTopic != "" {
+			topics += fmt.Sprintf(" and %q", job.CatalogTopic)
+		}
+		fmt.Printf("trainer: embedded Kafka broker on %s, topic %s (%d partitions)\n",
+			strings.Join(emb.Addrs(), ","), topics, embeddedPartitions)
 	}
 	return job.run(ctx, slog.Default())
+}
+
+// trainerEmbedded starts the embedded broker of a trainer without -brokers,
+// with the event topic and, unless it is empty, the catalog topic.
+func trainerEmbedded(ctx context.Context, topic, catalogTopic string) (*events.Embedded, error) {
+	emb, err := events.StartEmbedded(topic, embeddedPartitions)
+	if err != nil {
+		return nil, err
+	}
+	if catalogTopic != "" {
+		if err := events.EnsureTopic(ctx, emb.Addrs(), catalogTopic, embeddedPartitions); err != nil {
+			emb.Close()
+			return nil, err
+		}
+	}
+	return emb, nil
 }
 
 func (j trainerJob) validate() error {
@@ -91,6 +122,8 @@ func (j trainerJob) validate() error {
 		return fmt.Errorf("-retrain-every %d must be at least 1", j.RetrainEvery)
 	case j.RetrainInterval <= 0:
 		return fmt.Errorf("-retrain-interval %v must be positive", j.RetrainInterval)
+	case j.CatalogTopic != "" && j.CatalogTopic == j.Consumer.Topic:
+		return fmt.Errorf("-catalog-topic %q must differ from -topic", j.CatalogTopic)
 	}
 	return j.Options.Validate()
 }
@@ -101,14 +134,16 @@ func (j trainerJob) validate() error {
 // (fsynced) before its offsets are committed, and the retrainer, one training
 // at a time, reads the log's snapshot, trains and publishes. A training never
 // holds up consumption, and events stored during it count towards the next.
+// The catalog topic's consumer runs beside the event consumer; either one's
+// error stops both.
 func (j trainerJob) run(ctx context.Context, log *slog.Logger) error {
 	if err := j.validate(); err != nil {
 		return err
 	}
-	var catalog []registry.Item
+	var base []registry.Item
 	if j.Items != "" {
 		var err error
-		if catalog, err = readCatalog(j.Items); err != nil {
+		if base, err = readCatalog(j.Items); err != nil {
 			return err
 		}
 	}
@@ -126,9 +161,25 @@ func (j trainerJob) run(ctx context.Context, log *slog.Logger) error {
 		log.Warn("event log: truncated the torn end of an append cut short", "bytes", torn)
 	}
 
-	r := &retrainer{job: j, log: log, el: el, catalog: catalog, kick: make(chan struct{}, 1)}
-	trained := readTrainerState(j.LogDir, j.Model, log)
-	r.trained.Store(int64(trained))
+	// The catalog file, after the event log: the log's lock covers the directory.
+	catFile, err := catalog.OpenFile(j.LogDir)
+	if err != nil {
+		return err
+	}
+	defer catFile.Close()
+	cat := catalog.NewState()
+	saved, err := catFile.Load(ctx)
+	if err != nil {
+		return err
+	}
+	cat.Restore(saved)
+
+	r := &retrainer{job: j, log: log, el: el, base: base, cat: cat, catFile: catFile, kick: make(chan struct{}, 1)}
+	r.state = loadTrainerState(j.LogDir, j.Model, log)
+	r.trained.Store(int64(r.state.Events))
+	if r.state.Pending { // changes arrived after the last published training
+		r.changes.Store(1)
+	}
 	tel, err := telemetry.New()
 	if err != nil {
 		return err
@@ -137,8 +188,9 @@ func (j trainerJob) run(ctx context.Context, log *slog.Logger) error {
 	if r.metrics, err = newTrainerMetrics(tel.Meter(), r.untrained); err != nil {
 		return err
 	}
-	log.Info("trainer started", "events", el.Len(), "untrained", r.untrained(),
-		"brokers", j.Consumer.Brokers, "topic", j.Consumer.Topic, "group", j.Consumer.Group)
+	log.Info("trainer started", "events", el.Len(), "untrained", r.untrained(), "changed_items", cat.Len(),
+		"pending_changes", r.state.Pending, "brokers", j.Consumer.Brokers, "topic", j.Consumer.Topic,
+		"group", j.Consumer.Group, "catalog_topic", j.CatalogTopic)
 	if r.untrained() >= int64(j.RetrainEvery) {
 		r.kick <- struct{}{}
 	}
@@ -146,7 +198,11 @@ func (j trainerJob) run(ctx context.Context, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if j.MetricsAddr != "" {
-		if err := serveTrainerMetrics(ctx, log, j.MetricsAddr, tel, j.Consumer); err != nil {
+		var more []string
+		if j.CatalogTopic != "" {
+			more = append(more, j.catalogConsumer().Group)
+		}
+		if err := serveTrainerMetrics(ctx, log, j.MetricsAddr, tel, j.Consumer, more...); err != nil {
 			return err
 		}
 	}
@@ -155,22 +211,42 @@ func (j trainerJob) run(ctx context.Context, log *slog.Logger) error {
 		defer close(done)
 		r.loop(ctx)
 	}()
-	err = events.Consume(ctx, j.Consumer, log, r.store)
+	consumers := 1
+	errc := make(chan error, 2)
+	go func() { errc <- events.Consume(ctx, j.Consumer, log, r.store) }()
+	if j.CatalogTopic != "" {
+		consumers++
+		go func() { errc <- events.ConsumeCatalog(ctx, j.catalogConsumer(), log, r.applyCatalog) }()
+	}
+	err = <-errc // nil only once ctx is done
 	cancel()
+	for range consumers - 1 {
+		if e := <-errc; err == nil {
+			err = e
+		}
+	}
 	<-done
 	return err
 }
 
-// retrainer stores consumed events and retrains on them.
+// retrainer stores consumed events and catalog changes and retrains on them.
 type retrainer struct {
 	job     trainerJob
 	log     *slog.Logger
 	el      *eventlog.Log
-	catalog []registry.Item
+	base    []registry.Item // the -items catalog
+	cat     *catalog.State  // run-time changes to it (nil: none)
+	catFile *catalog.File   // where they are kept
 	metrics *trainerMetrics
 
 	trained atomic.Int64  // events stored before the last published training began
 	kick    chan struct{} // untrained events reached RetrainEvery
+
+	// changes counts catalog changes and erasures applied; trainedChanges is
+	// what it was when the last published training began.
+	changes, trainedChanges atomic.Int64
+	stateMu                 sync.Mutex
+	state                   trainerState // as last written
 }
 
 // untrained is how many stored events the last published version was not
@@ -211,9 +287,9 @@ func (r *retrainer) store(_ context.Context, evs []*recservev1.Event) error {
 }
 
 // loop retrains when kicked (enough new events) or when the interval since the
-// last training passed with new events, one training at a time, until ctx is
-// done. After a failed training it waits for the interval (at most a minute)
-// before trying again.
+// last training passed with new events or catalog changes (erasures
+// included), one training at a time, until ctx is done. After a failed
+// training it waits for the interval (at most a minute) before trying again.
 func (r *retrainer) loop(ctx context.Context) {
 	every, interval := int64(r.job.RetrainEvery), r.job.RetrainInterval
 	timer := time.NewTimer(interval)
@@ -230,7 +306,9 @@ func (r *retrainer) loop(ctx context.Context) {
 			timer.Reset(interval)
 		}
 		n := r.untrained()
-		if n == 0 || (kicked && (n < every || time.Now().Before(backoffUntil))) {
+		// A kick is for events; the interval also retrains for catalog
+		// changes and erasures alone.
+		if (n == 0 && !r.pending()) || (kicked && (n < every || time.Now().Before(backoffUntil))) {
 			continue
 		}
 		if err := r.retrain(ctx); err != nil {
@@ -244,21 +322,33 @@ func (r *retrainer) loop(ctx context.Context) {
 	}
 }
 
-// retrain trains on everything stored and publishes a version. On failure the
-// events stay untrained.
+// retrain trains on everything stored and publishes a version, with the base
+// catalog changed by the catalog changes so far; the events of deleted items
+// are left out, so those items get no vector. On failure the events and
+// changes stay untrained.
 func (r *retrainer) retrain(ctx context.Context) error {
-	stored := r.el.Len() // the dataset below holds at least these
-	d, err := r.el.Dataset()
+	gen := r.changes.Load() // changes applied by now are in the catalog below
+	stored := r.el.Len()    // the dataset below holds at least these
+	items, deleted := r.trainingCatalog()
+	var keep func(*recservev1.Event) bool
+	if len(deleted) > 0 {
+		keep = func(e *recservev1.Event) bool { return !deleted[e.GetItemId()] }
+	}
+	d, err := r.el.DatasetOf(keep)
 	if err == nil && d.NumInteractions() == 0 {
 		r.log.Info("nothing to train on yet: no interactions among the events", "events", stored)
-		r.trained.Store(int64(stored)) // no retraining until new events arrive
+		if r.pending() {
+			r.log.Warn("catalog changes or erasures are not in a version: no interactions left to train on")
+		}
+		r.trained.Store(int64(stored)) // no retraining until new events or changes arrive
+		r.trainedChanges.Store(gen)
 		return nil
 	}
 	var version string
 	if err == nil {
 		start := time.Now()
 		metrics := map[string]float64{"events": float64(stored), "interactions": float64(d.NumInteractions())}
-		pj := publishJob{Registry: r.job.Registry, Model: r.job.Model, Catalog: r.catalog, Options: r.job.Options, Metrics: metrics}
+		pj := publishJob{Registry: r.job.Registry, Model: r.job.Model, Catalog: items, Options: r.job.Options, Metrics: metrics}
 		version, err = pj.run(ctx, d)
 		r.metrics.trained(r.job.Model, time.Since(start), version, metrics, err)
 	}
@@ -267,10 +357,16 @@ func (r *retrainer) retrain(ctx context.Context) error {
 	}
 	r.trained.Store(int64(stored))
 	r.log.Info("published a version", "model", r.job.Model, "version", version, "events", stored,
-		"users", d.NumUsers(), "items", d.NumItems(), "interactions", d.NumInteractions())
-	if err := writeTrainerState(r.job.LogDir, trainerState{Model: r.job.Model, Version: version, Events: stored}); err != nil {
+		"users", d.NumUsers(), "items", d.NumItems(), "interactions", d.NumInteractions(), "deleted_items", len(deleted))
+	r.stateMu.Lock()
+	r.trainedChanges.Store(gen)
+	st := trainerState{Model: r.job.Model, Version: version, Events: stored, Pending: r.changes.Load() != gen}
+	if err := writeTrainerState(r.job.LogDir, st); err != nil {
 		r.log.Warn("could not record the training; the next start retrains", "err", err)
+	} else {
+		r.state = st
 	}
+	r.stateMu.Unlock()
 	if r.job.published != nil {
 		r.job.published(version)
 	}
@@ -283,6 +379,9 @@ type trainerState struct {
 	Model   string `json:"model"`
 	Version string `json:"version"`
 	Events  int    `json:"events"`
+	// Pending: catalog changes or erasures arrived that no published version
+	// reflects yet (written before they are applied).
+	Pending bool `json:"pending_changes,omitempty"`
 }
 
 const trainerStateFile = "trainer-state.json"
@@ -290,9 +389,16 @@ const trainerStateFile = "trainer-state.json"
 // readTrainerState returns the number of events the last published version of
 // model was trained on, 0 when unknown.
 func readTrainerState(dir, model string, log *slog.Logger) int {
+	return loadTrainerState(dir, model, log).Events
+}
+
+// loadTrainerState returns the trainer state of model; a missing or unreadable
+// state, or another model's, is the zero state of model.
+func loadTrainerState(dir, model string, log *slog.Logger) trainerState {
+	zero := trainerState{Model: model}
 	b, err := os.ReadFile(filepath.Join(dir, trainerStateFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return 0
+		return zero
 	}
 	var st trainerState
 	if err == nil {
@@ -300,12 +406,12 @@ func readTrainerState(dir, model string, log *slog.Logger) int {
 	}
 	if err != nil {
 		log.Warn("ignoring the trainer state; every stored event counts as new", "err", err)
-		return 0
+		return zero
 	}
 	if st.Model != model {
-		return 0
+		return zero
 	}
-	return st.Events
+	return st
 }
 
 // writeTrainerState replaces the state file atomically.

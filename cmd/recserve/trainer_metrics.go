@@ -74,15 +74,18 @@ func (tm *trainerMetrics) trained(model string, took time.Duration, version stri
 }
 
 // serveTrainerMetrics serves /metrics of tel on addr until ctx is done, with
-// the consumer group's lag read from brokers.
-func serveTrainerMetrics(ctx context.Context, log *slog.Logger, addr string, tel *telemetry.Telemetry, cc events.ConsumerConfig) error {
+// the lag of the consumer group and of the more groups (the catalog topic's)
+// read from brokers.
+func serveTrainerMetrics(ctx context.Context, log *slog.Logger, addr string, tel *telemetry.Telemetry, cc events.ConsumerConfig, more ...string) error {
 	lag, err := events.NewLagReader(cc.Brokers)
 	if err != nil {
 		return err
 	}
-	if err := telemetry.ObserveConsumerLag(tel.Meter(), lag, cc.Group); err != nil {
-		lag.Close()
-		return err
+	for _, g := range append([]string{cc.Group}, more...) {
+		if err := telemetry.ObserveConsumerLag(tel.Meter(), lag, g); err != nil {
+			lag.Close()
+			return err
+		}
 	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
