@@ -54,14 +54,6 @@ type Item struct {
 // Served reports whether the item may be recommended.
 func (it Item) Served() bool { return it.Available && !it.Deleted }
 
-// Latest returns the time of its last change.
-func (it Item) Latest() time.Time {
-	if it.AvailableTime.After(it.Time) {
-		return it.AvailableTime
-	}
-	return it.Time
-}
-
 // Records returns the changes that recreate it, each stamped with its time:
 // the content change (an upsert or a deletion) if any, then the availability
 // unless the upsert set it.

@@ -37,15 +37,15 @@ type liveCatalog struct {
 	mu    sync.Mutex
 	state *catalog.State
 	snaps []weak.Pointer[snapshot] // dropped once collected
-	// latest is the time of the newest change applied (unix nanos) and
-	// refolds how many times added items got new vectors: cache keys include
-	// both (stamp), so either invalidates every cached response.
-	latest, refolds atomic.Int64
+	// changes counts the applies that changed the state and refolds the
+	// times added items got new vectors: cache keys include both (stamp), so
+	// either invalidates every cached response.
+	changes, refolds atomic.Int64
 }
 
 // stamp identifies the catalog's state for cache keys.
 func (c *liveCatalog) stamp() string {
-	return strconv.FormatInt(c.latest.Load(), 10) + "." + strconv.FormatInt(c.refolds.Load(), 10)
+	return strconv.FormatInt(c.changes.Load(), 10) + "." + strconv.FormatInt(c.refolds.Load(), 10)
 }
 
 func newLiveCatalog() *liveCatalog { return &liveCatalog{state: catalog.NewState()} }
@@ -63,12 +63,8 @@ func (c *liveCatalog) apply(recs []*recservev1.CatalogRecord) []catalog.Item {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	changed := c.state.Apply(recs)
-	for _, it := range changed {
-		if t := it.Latest().UnixNano(); t > c.latest.Load() {
-			c.latest.Store(t)
-		}
-	}
 	if len(changed) > 0 {
+		c.changes.Add(1)
 		for _, s := range c.live() {
 			s.live.apply(changed)
 		}

@@ -16,15 +16,18 @@
 //     event carries an id and events with an id already seen are counted once
 //     downstream, so a batch the broker took before the reply was lost is not counted
 //     twice. The client assigns an id to every event that has none before the first
-//     attempt, so all attempts carry the same ids;
+//     attempt, so all attempts carry the same ids. The catalog calls and EraseUser
+//     are retried as well: GetItem only reads, and UpsertItems, SetAvailability,
+//     DeleteItems and EraseUser each set a state, so a change applied twice leaves
+//     the same state (unless another writer changed the item in between);
 //   - gives every call without a deadline a default one (WithTimeout), covering all
 //     of its attempts.
 //
 // WithHedging sends the read calls to more than one server when the first is slow.
 //
 // The typed methods take and return plain Go values; the generated stubs are there
-// for everything else (RecommendService, EventService, Conn). Errors are gRPC status
-// errors: use status.Code(err).
+// for everything else (RecommendService, EventService, CatalogService, UserService,
+// Conn). Errors are gRPC status errors: use status.Code(err).
 package recserveclient
 
 import (
@@ -128,9 +131,11 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 
 // Client calls a recserve server. It is safe for concurrent use.
 type Client struct {
-	conn   *grpc.ClientConn
-	recs   recservev1.RecommendServiceClient
-	events recservev1.EventServiceClient
+	conn    *grpc.ClientConn
+	recs    recservev1.RecommendServiceClient
+	events  recservev1.EventServiceClient
+	catalog recservev1.CatalogServiceClient
+	users   recservev1.UserServiceClient
 }
 
 // Dial returns a client of target, a gRPC target such as "recserve:9090",
@@ -165,9 +170,11 @@ func Dial(target string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("recserveclient: %w", err)
 	}
 	return &Client{
-		conn:   conn,
-		recs:   recservev1.NewRecommendServiceClient(conn),
-		events: recservev1.NewEventServiceClient(conn),
+		conn:    conn,
+		recs:    recservev1.NewRecommendServiceClient(conn),
+		events:  recservev1.NewEventServiceClient(conn),
+		catalog: recservev1.NewCatalogServiceClient(conn),
+		users:   recservev1.NewUserServiceClient(conn),
 	}, nil
 }
 
@@ -183,6 +190,12 @@ func (c *Client) RecommendService() recservev1.RecommendServiceClient { return c
 
 // EventService is the generated stub, sharing the client's channel and policies.
 func (c *Client) EventService() recservev1.EventServiceClient { return c.events }
+
+// CatalogService is the generated stub, sharing the client's channel and policies.
+func (c *Client) CatalogService() recservev1.CatalogServiceClient { return c.catalog }
+
+// UserService is the generated stub, sharing the client's channel and policies.
+func (c *Client) UserService() recservev1.UserServiceClient { return c.users }
 
 // serviceConfig is the JSON service config of the channel
 // (https://github.com/grpc/grpc/blob/master/doc/service_config.md).
@@ -231,6 +244,8 @@ func (o options) serviceConfig() (string, error) {
 		MethodConfig: []methodConfig{
 			{Name: []name{{Service: recservev1.RecommendService_ServiceDesc.ServiceName}}, RetryPolicy: readRetry},
 			{Name: []name{{Service: recservev1.EventService_ServiceDesc.ServiceName}}, RetryPolicy: retry},
+			{Name: []name{{Service: recservev1.CatalogService_ServiceDesc.ServiceName}}, RetryPolicy: retry},
+			{Name: []name{{Service: recservev1.UserService_ServiceDesc.ServiceName}}, RetryPolicy: retry},
 		},
 		RetryThrottling: map[string]float64{"maxTokens": 10, "tokenRatio": 0.1},
 	}

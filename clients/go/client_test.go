@@ -38,6 +38,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type backend struct {
 	recservev1.UnimplementedRecommendServiceServer
 	recservev1.UnimplementedEventServiceServer
+	recservev1.UnimplementedCatalogServiceServer
+	recservev1.UnimplementedUserServiceServer
 	addr string
 
 	failFirst int
@@ -63,6 +65,8 @@ func startBackend(t *testing.T, b *backend, opts ...grpc.ServerOption) *backend 
 	s := grpc.NewServer(opts...)
 	recservev1.RegisterRecommendServiceServer(s, b)
 	recservev1.RegisterEventServiceServer(s, b)
+	recservev1.RegisterCatalogServiceServer(s, b)
+	recservev1.RegisterUserServiceServer(s, b)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Serve(lis) }()
 	t.Cleanup(func() { s.Stop(); <-done })
@@ -151,6 +155,44 @@ func (b *backend) RecordEvents(ctx context.Context, req *recservev1.RecordEvents
 	return &recservev1.RecordEventsResponse{Accepted: int32(len(req.GetEvents()))}, nil
 }
 
+func (b *backend) UpsertItems(ctx context.Context, req *recservev1.UpsertItemsRequest) (*recservev1.UpsertItemsResponse, error) {
+	if err := b.enter(ctx, req); err != nil {
+		return nil, err
+	}
+	return &recservev1.UpsertItemsResponse{Accepted: int32(len(req.GetItems()))}, nil
+}
+
+func (b *backend) SetAvailability(ctx context.Context, req *recservev1.SetAvailabilityRequest) (*recservev1.SetAvailabilityResponse, error) {
+	if err := b.enter(ctx, req); err != nil {
+		return nil, err
+	}
+	return &recservev1.SetAvailabilityResponse{Accepted: int32(len(req.GetItems()))}, nil
+}
+
+func (b *backend) DeleteItems(ctx context.Context, req *recservev1.DeleteItemsRequest) (*recservev1.DeleteItemsResponse, error) {
+	if err := b.enter(ctx, req); err != nil {
+		return nil, err
+	}
+	return &recservev1.DeleteItemsResponse{Accepted: int32(len(req.GetItemIds()))}, nil
+}
+
+func (b *backend) GetItem(ctx context.Context, req *recservev1.GetItemRequest) (*recservev1.GetItemResponse, error) {
+	if err := b.enter(ctx, req); err != nil {
+		return nil, err
+	}
+	return &recservev1.GetItemResponse{
+		Item:  &recservev1.CatalogItem{ItemId: req.GetItemId(), Category: "books", Available: proto.Bool(false), Attributes: map[string]string{"price": "9.90"}},
+		Model: "demo", ModelVersion: "v7", FoldedIn: true,
+	}, nil
+}
+
+func (b *backend) EraseUser(ctx context.Context, req *recservev1.EraseUserRequest) (*recservev1.EraseUserResponse, error) {
+	if err := b.enter(ctx, req); err != nil {
+		return nil, err
+	}
+	return &recservev1.EraseUserResponse{}, nil
+}
+
 func dial(t *testing.T, target string, opts ...Option) *Client {
 	t.Helper()
 	c, err := Dial(target, opts...)
@@ -181,6 +223,25 @@ var calls = []struct {
 	{"RecordEvents", func(ctx context.Context, c *Client) error {
 		_, err := c.RecordEvents(ctx, []Event{{UserID: "u1", ItemID: "i1", Type: EventPurchase}})
 		return err
+	}},
+	{"UpsertItems", func(ctx context.Context, c *Client) error {
+		_, err := c.UpsertItems(ctx, []CatalogItem{{ID: "i9", Category: "books"}})
+		return err
+	}},
+	{"SetAvailability", func(ctx context.Context, c *Client) error {
+		_, err := c.SetAvailability(ctx, []string{"i1"}, false)
+		return err
+	}},
+	{"DeleteItems", func(ctx context.Context, c *Client) error {
+		_, err := c.DeleteItems(ctx, []string{"i1"})
+		return err
+	}},
+	{"GetItem", func(ctx context.Context, c *Client) error {
+		_, err := c.GetItem(ctx, "i1", "")
+		return err
+	}},
+	{"EraseUser", func(ctx context.Context, c *Client) error {
+		return c.EraseUser(ctx, "u1")
 	}},
 }
 
@@ -457,6 +518,54 @@ func TestTypedCalls(t *testing.T) {
 	}
 	if got := b.requests[1].(*recservev1.SimilarItemsRequest); got.N != nil || got.Filter != nil {
 		t.Fatalf("zero Query sent n=%v filter=%v, want both unset", got.N, got.Filter)
+	}
+}
+
+func TestCatalogCalls(t *testing.T) {
+	b := startBackend(t, &backend{})
+	c := dial(t, b.addr)
+	ctx := context.Background()
+	items := []CatalogItem{
+		{ID: "n1", Category: "books", Attributes: map[string]string{"price": "9.90"}},
+		{ID: "n2", Unavailable: true},
+	}
+	if n, err := c.UpsertItems(ctx, items); err != nil || n != 2 {
+		t.Fatalf("UpsertItems = %d, %v", n, err)
+	}
+	if n, err := c.SetAvailability(ctx, []string{"n1", "n2"}, true); err != nil || n != 2 {
+		t.Fatalf("SetAvailability = %d, %v", n, err)
+	}
+	if n, err := c.DeleteItems(ctx, []string{"n2"}); err != nil || n != 1 {
+		t.Fatalf("DeleteItems = %d, %v", n, err)
+	}
+	got, err := c.GetItem(ctx, "n1", "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ServedItem{ID: "n1", Category: "books", Available: false, Attributes: map[string]string{"price": "9.90"}, FoldedIn: true, Model: "demo", ModelVersion: "v7"}
+	if mustJSON(t, got) != mustJSON(t, want) {
+		t.Fatalf("GetItem = %s, want %s", mustJSON(t, got), mustJSON(t, want))
+	}
+	if err := c.EraseUser(ctx, "u1"); err != nil {
+		t.Fatal(err)
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	wantReqs := []proto.Message{
+		&recservev1.UpsertItemsRequest{Items: []*recservev1.CatalogItem{
+			{ItemId: "n1", Category: "books", Available: proto.Bool(true), Attributes: map[string]string{"price": "9.90"}},
+			{ItemId: "n2", Available: proto.Bool(false)},
+		}},
+		&recservev1.SetAvailabilityRequest{Items: []*recservev1.ItemAvailability{{ItemId: "n1", Available: true}, {ItemId: "n2", Available: true}}},
+		&recservev1.DeleteItemsRequest{ItemIds: []string{"n2"}},
+		&recservev1.GetItemRequest{Model: "demo", ItemId: "n1"},
+		&recservev1.EraseUserRequest{UserId: "u1"},
+	}
+	for i, w := range wantReqs {
+		if !proto.Equal(b.requests[i], w) {
+			t.Errorf("call %d sent %v, want %v", i, b.requests[i], w)
+		}
 	}
 }
 

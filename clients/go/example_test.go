@@ -55,3 +55,28 @@ func ExampleClient_SimilarItems() {
 	}
 	fmt.Println(sim.ModelVersion, len(sim.Items))
 }
+
+// Catalog changes take effect without retraining; a new item is recommendable
+// at once, with a folded-in vector.
+func ExampleClient_UpsertItems() {
+	c, err := recserveclient.Dial("127.0.0.1:9090")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	_, err = c.UpsertItems(ctx, []recserveclient.CatalogItem{
+		{ID: "sku-9", Category: "books", Attributes: map[string]string{"price": "9.90"}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := c.SetAvailability(ctx, []string{"item-00012"}, false); err != nil {
+		log.Fatal(err)
+	}
+	it, err := c.GetItem(ctx, "sku-9", "")
+	if err != nil {
+		log.Fatal(err) // NOT_FOUND until the server has applied the change
+	}
+	fmt.Println(it.Category, it.Available, it.FoldedIn)
+}

@@ -40,6 +40,9 @@ type Item struct {
 	ID       string  `json:"item_id"`
 	Score    float32 `json:"score"`
 	Category string  `json:"category,omitempty"`
+	// FoldedIn: the served version was not trained on the item (it was added at
+	// run time); its vector is folded in.
+	FoldedIn bool `json:"folded_in,omitempty"`
 }
 
 // Source says how a user's recommendations were produced.
@@ -171,7 +174,7 @@ func (f Filter) proto() *recservev1.Filter {
 func items(in []*recservev1.ScoredItem) []Item {
 	out := make([]Item, len(in))
 	for i, it := range in {
-		out[i] = Item{ID: it.GetItemId(), Score: it.GetScore(), Category: it.GetCategory()}
+		out[i] = Item{ID: it.GetItemId(), Score: it.GetScore(), Category: it.GetCategory(), FoldedIn: it.GetFoldedIn()}
 	}
 	return out
 }

@@ -21,6 +21,7 @@ const catalogBatch = 100
 // catalogResult is what the catalog phase measured.
 type catalogResult struct {
 	sent, failed int             // changes acknowledged and batches that failed
+	firstError   error           // of the first batch that failed
 	effect       []time.Duration // probes: acknowledgement to the first response without the item, sorted
 	probeErrors  int
 }
@@ -58,9 +59,12 @@ func catalogLoad(ctx context.Context, addr string, items, users int, rate float6
 			}
 			_, err := cat.SetAvailability(ctx, req)
 			mu.Lock()
-			if err != nil {
+			if err != nil && ctx.Err() == nil {
 				res.failed++
-			} else {
+				if res.firstError == nil {
+					res.firstError = err
+				}
+			} else if err == nil {
 				res.sent += catalogBatch
 			}
 			mu.Unlock()

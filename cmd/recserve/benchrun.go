@@ -290,6 +290,9 @@ func report(w io.Writer, cfg benchConfig, r *benchResult) {
 			float64(r.catalogWindow.quantile(0.99))/float64(max(r.steady.quantile(0.99), 1)))
 		fmt.Fprintf(w, "catalog: change to effect (acknowledgement to the first response without the item) over %d probes: p50 %s, p99 %s, max %s; %d probes failed\n",
 			len(c.effect), ms(quantile(c.effect, 0.5)), ms(quantile(c.effect, 0.99)), ms(quantile(c.effect, 1)), c.probeErrors)
+		if c.firstError != nil {
+			fmt.Fprintf(w, "catalog: the first failed batch: %v\n", c.firstError)
+		}
 	}
 	if cfg.swap {
 		fmt.Fprintf(w, "swap: publish to first response from the new version %s (server load %.1f s, index %s); p99 during swap %s vs steady %s (%.2fx)\n",

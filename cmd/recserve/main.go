@@ -32,6 +32,11 @@ Client commands (call a running server, print JSON):
   recserve recommend -user U [-n 10] [-model M] [-addr 127.0.0.1:9090]   a user's recommendations
   recserve similar   -item I [-n 10] [-model M] [-addr 127.0.0.1:9090]   items similar to an item
   recserve events    -user U -item I -type purchase [-addr ...]         record an interaction event
+  recserve items upsert -id I [-category C] [-attr k=v] [-unavailable]   add or replace an item; -file F: many
+  recserve items available -id I[,I...] [-false]                         mark items available (-false: unavailable)
+  recserve items delete -id I[,I...]                                     delete items
+  recserve items get -id I [-model M]                                    an item as the server serves it
+  recserve users erase -user U                                           erase a user's data (admin role)
   (TLS servers: -cacert ca.pem or -tls, -cert/-key for mTLS; credentials from $RECSERVE_API_KEY or $RECSERVE_TOKEN)
 
 Run "recserve <command> -h" for the flags of a command.
@@ -51,6 +56,8 @@ var commands = map[string]func(ctx context.Context, args []string) error{
 	"recommend": runRecommend,
 	"similar":   runSimilar,
 	"events":    runEvents,
+	"items":     runItems,
+	"users":     runUsers,
 }
 
 func main() {

@@ -108,7 +108,7 @@ func parseRateLimits(spec string) (*ratelimit.Config, error) {
 func runAPIKey(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("apikey", flag.ContinueOnError)
 	name := fs.String("name", "", "who the key is for")
-	roles := fs.String("roles", "recommend", "comma-separated roles: recommend, ingest, admin")
+	roles := fs.String("roles", "recommend", "comma-separated roles: recommend, ingest, catalog, admin")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
