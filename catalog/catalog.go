@@ -149,7 +149,11 @@ func (s *State) Apply(recs []*recservev1.CatalogRecord) []Item {
 		if cur != nil && equal(*cur, next) {
 			continue
 		}
-		s.items[id] = &next
+		if cur != nil {
+			*cur = next // in place: a change allocates no new item
+		} else {
+			s.items[id] = &next
+		}
 		changed = append(changed, id)
 	}
 	out := make([]Item, 0, len(changed))

@@ -141,6 +141,7 @@ func TestFileTornTail(t *testing.T) {
 func TestFileCompaction(t *testing.T) {
 	dir := t.TempDir()
 	f := openFile(t, dir)
+	f.slack = 1000
 	s := NewState()
 	for i := range 1100 {
 		save(t, f, s, avail("a", i%2 == 0, 2*i), upsert("b", "c", ptr(i%3 == 0), nil, 2*i+1))

@@ -37,9 +37,16 @@ type benchConfig struct {
 	timeline     string   // file for per-interval latencies (empty: none)
 	catalogRate  float64  // availability changes per second in a catalog phase after the steady one (0: none)
 	catalogKafka bool     // the catalog phase's changes travel through an embedded Kafka broker
+	catalogCycle time.Duration
 }
 
 func runBench(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == catalogDriverCommand {
+		return runCatalogDriver(ctx, args[1:])
+	}
+	if len(args) > 0 && args[0] == brokerCommand {
+		return runBroker(ctx)
+	}
 	if len(args) == 0 || args[0] != "serve" {
 		return errors.New(`usage: recserve bench serve [flags] (the only benchmark so far)`)
 	}
@@ -66,8 +73,9 @@ func runBench(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.exe, "serve-exe", "", "binary to run \"serve\" with, e.g. another build to compare (default: this one)")
 	fs.BoolVar(&cfg.verbose, "v", false, "copy the server's log to stderr")
 	fs.StringVar(&cfg.timeline, "timeline", "", "write the latencies of every 100 ms of the run (requests, p50, p99, max, send lag p99) to this file, as tab-separated text")
-	fs.Float64Var(&cfg.catalogRate, "catalog-rate", 0, "after the steady phase, a catalog phase of -duration applying this many availability changes per second (batches of 100) while probing change-to-effect latency (0: none)")
-	fs.BoolVar(&cfg.catalogKafka, "catalog-kafka", false, "the catalog changes travel through an in-process Kafka broker (kfake, in this process) that the server consumes, as in production; else the server applies them itself")
+	fs.Float64Var(&cfg.catalogRate, "catalog-rate", 0, "after the steady phase, a catalog phase of -duration applying this many availability changes per second (batches of 1000) while probing change-to-effect latency (0: none)")
+	fs.DurationVar(&cfg.catalogCycle, "catalog-cycle", 5*time.Second, "in the catalog phase, alternate changes for this long with none for this long, and compare the latencies of the two (0: changes throughout)")
+	fs.BoolVar(&cfg.catalogKafka, "catalog-kafka", false, "the catalog changes travel through a Kafka broker (kfake, in a process of its own) that the server consumes, as in production; else the server applies them itself")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator (this process) to this file; -serve-flag=-cpuprofile=F profiles the server")
 	fs.Func("serve-flag", "extra flag for the child server, e.g. -serve-flag=-ef-search=32 (repeatable)", func(s string) error {
 		cfg.serveArgs = append(cfg.serveArgs, s)

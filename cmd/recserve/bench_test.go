@@ -187,6 +187,8 @@ func TestBenchLoadFlags(t *testing.T) {
 		{[]string{"-rate", "NaN"}, "-rate is NaN"},
 		{[]string{"-n", "0"}, "-n is 0"},
 		{[]string{"-timeout", "0s"}, "-timeout is 0s"},
+		{[]string{"-catalog-rate", "-1"}, "-catalog-rate is -1"},
+		{[]string{"-catalog-rate", "100", "-swap"}, "-catalog-rate and -swap"},
 	} {
 		err := runBench(context.Background(), append([]string{"serve"}, tc.args...))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -226,5 +228,35 @@ func TestServeSetsGoMemoryLimit(t *testing.T) {
 		if got := debug.SetMemoryLimit(-1); got != tc.want || cfg.MemoryLimit != mib<<20 {
 			t.Errorf("-memory-limit-mib=%s, GOMEMLIMIT=%q: runtime limit %d, config %d; want %d", tc.limit, tc.env, got, cfg.MemoryLimit, tc.want)
 		}
+	}
+}
+
+// TestBenchServeCatalog: the catalog phase applies availability changes
+// through a broker of its own, alternating with stretches without, and
+// probes change to effect.
+func TestBenchServeCatalog(t *testing.T) {
+	t.Setenv("RECSERVE_TEST_MAIN", "1")
+	cfg := benchConfig{
+		gen:      genOptions{Users: 1000, Items: 1000, Dim: 16, Clusters: 20, Noise: 0.1, Categories: 5, Seen: 3, Seed: 1},
+		dir:      t.TempDir(),
+		duration: 2 * time.Second, concurrency: 8, conns: 1, n: 10, rate: 100, timeout: 10 * time.Second,
+		prebuild: true, startTimeout: time.Minute, poll: time.Second,
+		catalogRate: 2000, catalogCycle: 500 * time.Millisecond, catalogKafka: true,
+	}
+	var out bytes.Buffer
+	res, err := benchServe(context.Background(), cfg, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + out.String())
+	c := res.catalog
+	if c == nil || c.Sent < catalogBatch || c.Failed != 0 || len(c.Effect) == 0 || c.ProbeErrors != 0 {
+		t.Fatalf("catalog phase: %+v", c)
+	}
+	if res.catalogOn.requests == 0 || res.catalogOff.requests == 0 || res.catalogWindow.failed() != 0 {
+		t.Errorf("catalog windows: on %d, off %d requests, errors %v", res.catalogOn.requests, res.catalogOff.requests, res.catalogWindow.errors)
+	}
+	if !strings.Contains(out.String(), "| catalog: changing | ") || !strings.Contains(out.String(), "change to effect") {
+		t.Errorf("report lacks the catalog rows:\n%s", out.String())
 	}
 }

@@ -256,9 +256,15 @@ type window struct {
 }
 
 func summarize(samples []sample, from, to int64) window {
+	return summarizeWhere(samples, from, to, nil)
+}
+
+// summarizeWhere summarizes the samples that started in [from, to) at a time
+// keep accepts (nil: every time); its seconds are those of [from, to).
+func summarizeWhere(samples []sample, from, to int64, keep func(at int64) bool) window {
 	w := window{errors: map[codes.Code]int{}, versions: map[string]int{}, seconds: float64(to-from) / 1e9}
 	for _, s := range samples {
-		if s.at < from || s.at >= to {
+		if s.at < from || s.at >= to || keep != nil && !keep(s.at) {
 			continue
 		}
 		w.requests++

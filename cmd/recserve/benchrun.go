@@ -12,8 +12,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/recserve/recserve/events"
 )
 
 // loadGCPercent is the load generator's GOGC while it drives the load.
@@ -33,9 +31,10 @@ type benchResult struct {
 	versionsAtEnd          int
 	// CPU time the server and the load generator (this process) used in the steady phase.
 	serverCPU, loadCPU time.Duration
-	// With -catalog-rate: the catalog phase and what it applied.
-	catalogWindow window
-	catalog       *catalogResult
+	// With -catalog-rate: the catalog phase and what it applied; with
+	// -catalog-cycle its stretches with changes and without.
+	catalogWindow, catalogOn, catalogOff window
+	catalog                              *catalogResult
 }
 
 // benchServe stages the synthetic model, starts "recserve serve" on it, drives
@@ -75,12 +74,12 @@ func benchServe(ctx context.Context, cfg benchConfig, out io.Writer) (*benchResu
 		return nil, err
 	}
 	if cfg.catalogKafka {
-		emb, err := events.StartEmbedded("interactions", 4, events.DefaultCatalogTopic)
+		broker, stop, err := startBroker(cfg.exe)
 		if err != nil {
 			return nil, err
 		}
-		defer emb.Close()
-		args = append(args, "-kafka", strings.Join(emb.Addrs(), ","))
+		defer stop()
+		args = append(args, "-kafka", broker)
 	}
 	var logs io.Writer
 	if cfg.verbose {
@@ -163,22 +162,16 @@ func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, addr st
 	end := time.Since(start).Nanoseconds()
 	var published, catFrom int64
 	if cfg.catalogRate > 0 {
-		catStart := time.Now()
-		catCtx, stopCatalog := context.WithCancel(ctx)
-		resc := make(chan error, 1)
-		go func() {
-			var err error
-			res.catalog, err = catalogLoad(catCtx, addr, cfg.gen.Items, cfg.gen.Users, cfg.catalogRate)
-			resc <- err
-		}()
-		err := wait(cfg.duration)
-		stopCatalog()
-		if err2 := <-resc; err == nil {
-			err = err2
-		}
+		catStart, srvCPU := time.Now(), cpuTime(pid)
+		stopCatalog, err := startCatalogDriver(cfg.exe, addr, cfg.gen.Items, cfg.gen.Users, cfg.catalogRate, cfg.catalogCycle)
 		if err != nil {
 			return nil, err
 		}
+		err = wait(cfg.duration)
+		if res.catalog, err = stopCatalog(); err != nil {
+			return nil, err
+		}
+		res.catalog.ServerCPU = cpuTime(pid) - srvCPU
 		catFrom, end = catStart.Sub(start).Nanoseconds(), time.Since(start).Nanoseconds()
 	}
 	if cfg.swap {
@@ -221,6 +214,11 @@ func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, addr st
 	if cfg.catalogRate > 0 {
 		res.steady = summarize(samples, 0, catFrom)
 		res.catalogWindow = summarize(samples, catFrom, end)
+		if c := cfg.catalogCycle.Nanoseconds(); c > 0 {
+			on := func(at int64) bool { return (at-catFrom)/c%2 == 0 }
+			res.catalogOn = summarizeWhere(samples, catFrom, end, on)
+			res.catalogOff = summarizeWhere(samples, catFrom, end, func(at int64) bool { return !on(at) })
+		}
 		return res, nil
 	}
 	if !cfg.swap {
@@ -261,6 +259,10 @@ func report(w io.Writer, cfg benchConfig, r *benchResult) {
 	row("steady", r.steady)
 	if cfg.catalogRate > 0 {
 		row("catalog", r.catalogWindow)
+		if cfg.catalogCycle > 0 {
+			row("catalog: changing", r.catalogOn)
+			row("catalog: not changing", r.catalogOff)
+		}
 	}
 	if cfg.swap {
 		row("swap", r.swapWindow)
@@ -283,15 +285,26 @@ func report(w io.Writer, cfg benchConfig, r *benchResult) {
 	if c := r.catalog; c != nil {
 		path := "applied by the server"
 		if cfg.catalogKafka {
-			path = "through the catalog topic (embedded broker)"
+			path = "through the catalog topic (an embedded broker in a process of its own)"
 		}
 		fmt.Fprintf(w, "catalog: %d availability changes acknowledged in %s (%.0f/s, %s), %d batches failed; p99 during them %s vs steady %s (%.2fx)\n",
-			c.sent, cfg.duration, float64(c.sent)/cfg.duration.Seconds(), path, c.failed, ms(r.catalogWindow.quantile(0.99)), ms(r.steady.quantile(0.99)),
+			c.Sent, cfg.duration, float64(c.Sent)/cfg.duration.Seconds(), path, c.Failed, ms(r.catalogWindow.quantile(0.99)), ms(r.steady.quantile(0.99)),
 			float64(r.catalogWindow.quantile(0.99))/float64(max(r.steady.quantile(0.99), 1)))
+		fmt.Fprintf(w, "catalog: the load generator sent requests after they were due by p99 %s, p99.9 %s in the catalog phase\n",
+			ms(quantile(r.catalogWindow.lag, 0.99)), ms(quantile(r.catalogWindow.lag, 0.999)))
+		if n := r.catalogWindow.requests; n > 0 {
+			fmt.Fprintf(w, "catalog: CPU in the catalog phase: server %.1f s (%.0f µs/request), the driver of the changes %.1f s\n",
+				c.ServerCPU.Seconds(), float64(c.ServerCPU.Microseconds())/float64(n), c.DriverCPU.Seconds())
+		}
 		fmt.Fprintf(w, "catalog: change to effect (acknowledgement to the first response without the item) over %d probes: p50 %s, p99 %s, max %s; %d probes failed\n",
-			len(c.effect), ms(quantile(c.effect, 0.5)), ms(quantile(c.effect, 0.99)), ms(quantile(c.effect, 1)), c.probeErrors)
-		if c.firstError != nil {
-			fmt.Fprintf(w, "catalog: the first failed batch: %v\n", c.firstError)
+			len(c.Effect), ms(quantile(c.Effect, 0.5)), ms(quantile(c.Effect, 0.99)), ms(quantile(c.Effect, 1)), c.ProbeErrors)
+		if cfg.catalogCycle > 0 {
+			fmt.Fprintf(w, "catalog: alternating every %s: p99 while changing %s vs not changing %s (%.2fx); send lag p99 %s vs %s\n", cfg.catalogCycle,
+				ms(r.catalogOn.quantile(0.99)), ms(r.catalogOff.quantile(0.99)), float64(r.catalogOn.quantile(0.99))/float64(max(r.catalogOff.quantile(0.99), 1)),
+				ms(quantile(r.catalogOn.lag, 0.99)), ms(quantile(r.catalogOff.lag, 0.99)))
+		}
+		if c.FirstError != "" {
+			fmt.Fprintf(w, "catalog: the first failed batch: %s\n", c.FirstError)
 		}
 	}
 	if cfg.swap {
