@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/recserve/recserve/catalog"
@@ -119,10 +118,7 @@ func decodeCatalog(fetches kgo.Fetches, log *slog.Logger) []*recservev1.CatalogR
 	out := make([]*recservev1.CatalogRecord, 0, fetches.NumRecords())
 	fetches.EachRecord(func(r *kgo.Record) {
 		rec := new(recservev1.CatalogRecord)
-		err := proto.Unmarshal(r.Value, rec)
-		if err == nil && len(r.Value) == 0 {
-			err = errors.New("empty record")
-		}
+		err := unmarshal(r, rec)
 		if err == nil {
 			err = catalog.Validate(rec)
 		}

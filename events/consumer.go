@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
 )
 
 // Consumer defaults.
@@ -155,17 +154,14 @@ func Consume(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, handle f
 }
 
 // decode returns the events of the polled records and their records,
-// skipping (and logging) the ones that are not a marshaled Event.
+// skipping (and logging) the ones that are not an Event in protobuf or JSON
+// (see unmarshal).
 func decode(fetches kgo.Fetches, log *slog.Logger) ([]*recservev1.Event, []*kgo.Record) {
 	evs := make([]*recservev1.Event, 0, fetches.NumRecords())
 	recs := make([]*kgo.Record, 0, fetches.NumRecords())
 	fetches.EachRecord(func(r *kgo.Record) {
 		e := new(recservev1.Event)
-		err := proto.Unmarshal(r.Value, e)
-		if err == nil && len(r.Value) == 0 {
-			err = errors.New("empty record")
-		}
-		if err != nil {
+		if err := unmarshal(r, e); err != nil {
 			log.Warn("skipping a record that is not an event", "partition", r.Partition, "offset", r.Offset, "err", err)
 			return
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -23,14 +24,24 @@ type Embedded struct {
 // group session timeouts down to 100ms, so that tests can let a dead member go
 // quickly.
 func StartEmbedded(topic string, partitions int, more ...string) (*Embedded, error) {
-	if topic == "" || partitions < 1 {
+	return StartEmbeddedOn("", partitions, append([]string{topic}, more...)...)
+}
+
+// StartEmbeddedOn is StartEmbedded listening on addr (host:port; empty: a
+// free loopback port), which the broker also advertises to clients.
+func StartEmbeddedOn(addr string, partitions int, topics ...string) (*Embedded, error) {
+	if len(topics) == 0 || topics[0] == "" || partitions < 1 {
 		return nil, fmt.Errorf("events: embedded broker: need a topic and at least one partition")
 	}
-	c, err := kfake.NewCluster(
+	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
-		kfake.SeedTopics(int32(partitions), append([]string{topic}, more...)...),
-		kfake.GroupMinSessionTimeout(100*time.Millisecond),
-	)
+		kfake.SeedTopics(int32(partitions), topics...),
+		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
+	}
+	if addr != "" {
+		opts = append(opts, kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, addr) }))
+	}
+	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("events: embedded broker: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -413,4 +414,48 @@ func BenchmarkProduce(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*MaxBatch)/b.Elapsed().Seconds(), "events/s")
+}
+
+// TestConsumeJSONRecords: events in JSON (protojson of recserve.v1.Event, as
+// a non-Go producer writes them) are consumed beside protobuf ones, detected
+// by their first byte or named by the content-type header; JSON that is not
+// an Event (an unknown field) is skipped.
+func TestConsumeJSONRecords(t *testing.T) {
+	e := startBroker(t, 2)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.DefaultProduceTopic(testTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	evs := makeEvents("json", 30, 3)
+	var recs []*kgo.Record
+	for i, ev := range evs {
+		var rec *kgo.Record
+		switch i % 3 {
+		case 0: // detected
+			v, err := protojson.Marshal(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec = &kgo.Record{Key: []byte(ev.UserId), Value: v}
+		case 1: // named, with snake_case names and leading space
+			v, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec = &kgo.Record{Key: []byte(ev.UserId), Value: append([]byte("  "), v...),
+				Headers: []kgo.RecordHeader{{Key: "Content-Type", Value: []byte("application/json; charset=utf-8")}}}
+		default: // protobuf
+			v, err := proto.Marshal(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec = &kgo.Record{Key: []byte(ev.UserId), Value: v}
+		}
+		recs = append(recs, rec, &kgo.Record{Key: []byte(ev.UserId), Value: []byte(`{"eventId":"x","colour":"red"}`)})
+	}
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactly(t, collect(t, consumerConfig(e, "json"), len(evs)), evs)
 }

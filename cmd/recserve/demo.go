@@ -19,6 +19,7 @@ func runDemo(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "where to write the sample data and registry (default: a new temporary directory)")
 	users := fs.Int("users", 2000, "sample users")
 	items := fs.Int("items", 1500, "sample items")
+	fs.StringVar(&cfg.EmbeddedKafkaAddr, "kafka-listen", "", "without -kafka: the embedded broker's address, host:port (empty: a free loopback port)")
 	finish := serveFlags(fs, &cfg)
 	opts := trainFlags(fs)
 	if err := fs.Parse(args); err != nil {

@@ -61,6 +61,7 @@ func runTrainer(ctx context.Context, args []string) error {
 	var job trainerJob
 	fs := flag.NewFlagSet("trainer", flag.ContinueOnError)
 	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (empty: start an embedded broker and print its address)")
+	listen := fs.String("kafka-listen", "", "without -brokers: the embedded broker's address, host:port (empty: a free loopback port)")
 	fs.StringVar(&job.Consumer.Topic, "topic", "interactions", "event topic")
 	fs.StringVar(&job.Consumer.Group, "group", "recserve-trainer", "consumer group (the catalog topic's: this + \"-catalog\")")
 	fs.StringVar(&job.CatalogTopic, "catalog-topic", catalog.DefaultTopicName, "catalog topic: item changes and user erasures (empty: none)")
@@ -82,7 +83,7 @@ func runTrainer(ctx context.Context, args []string) error {
 	if *brokers != "" {
 		job.Consumer.Brokers = strings.Split(*brokers, ",")
 	} else {
-		emb, err := trainerEmbedded(ctx, job.Consumer.Topic, job.CatalogTopic)
+		emb, err := trainerEmbedded(*listen, job.Consumer.Topic, job.CatalogTopic)
 		if err != nil {
 			return err
 		}
@@ -98,20 +99,15 @@ func runTrainer(ctx context.Context, args []string) error {
 	return job.run(ctx, slog.Default())
 }
 
-// trainerEmbedded starts the embedded broker of a trainer without -brokers,
-// with the event topic and, unless it is empty, the catalog topic.
-func trainerEmbedded(ctx context.Context, topic, catalogTopic string) (*events.Embedded, error) {
-	emb, err := events.StartEmbedded(topic, embeddedPartitions)
-	if err != nil {
-		return nil, err
-	}
+// trainerEmbedded starts the embedded broker of a trainer without -brokers
+// on addr (empty: a free port), with the event topic and, unless it is
+// empty, the catalog topic.
+func trainerEmbedded(addr, topic, catalogTopic string) (*events.Embedded, error) {
+	topics := []string{topic}
 	if catalogTopic != "" {
-		if err := events.EnsureTopic(ctx, emb.Addrs(), catalogTopic, embeddedPartitions); err != nil {
-			emb.Close()
-			return nil, err
-		}
+		topics = append(topics, catalogTopic)
 	}
-	return emb, nil
+	return events.StartEmbeddedOn(addr, embeddedPartitions, topics...)
 }
 
 func (j trainerJob) validate() error {

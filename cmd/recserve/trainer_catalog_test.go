@@ -580,7 +580,7 @@ func TestMergeCatalog(t *testing.T) {
 
 // TestTrainerEmbeddedTopics: without -brokers the trainer's broker has both topics.
 func TestTrainerEmbeddedTopics(t *testing.T) {
-	emb, err := trainerEmbedded(t.Context(), "interactions", "catalog")
+	emb, err := trainerEmbedded("", "interactions", "catalog")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,9 @@ type Config struct {
 	// in-process broker; empty without it disables RecordEvents and real-time updates.
 	KafkaBrokers  []string
 	EmbeddedKafka bool
+	// EmbeddedKafkaAddr is where the embedded broker listens (host:port;
+	// empty: a free loopback port).
+	EmbeddedKafkaAddr string
 	// Topic of interaction events (default "interactions").
 	Topic string
 	// CatalogTopic carries catalog changes and user erasures (default "catalog").

@@ -60,7 +60,7 @@ func startRealtime(cfg Config) (*realtime, error) {
 		}
 	}
 	if len(rt.brokers) == 0 && cfg.EmbeddedKafka {
-		emb, err := events.StartEmbedded(cfg.Topic, 4, cfg.CatalogTopic)
+		emb, err := events.StartEmbeddedOn(cfg.EmbeddedKafkaAddr, 4, cfg.Topic, cfg.CatalogTopic)
 		if err != nil {
 			rt.close()
 			return nil, err

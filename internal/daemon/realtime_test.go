@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -251,4 +252,40 @@ func postEvent(t *testing.T, addrs Addrs, e *recservev1.Event) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST /v1/events: %d", resp.StatusCode)
 	}
+}
+
+// TestExternalJSONProducer: an event in JSON, as README's kcat example sends
+// it, to an embedded broker on the address the configuration names, changes
+// the next recommendation.
+func TestExternalJSONProducer(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := lis.Addr().String()
+	lis.Close()
+	addrs, data := startDaemon(t, withKafka, func(c *Config) { c.EmbeddedKafkaAddr = listen })
+	if !slices.Equal(addrs.Kafka, []string{listen}) {
+		t.Fatalf("embedded broker on %v, want %s", addrs.Kafka, listen)
+	}
+	c := dial(t, addrs.GRPC)
+	user := data.Events[0].UserID
+	req := &recservev1.RecommendRequest{UserId: user, N: proto.Int32(3)}
+	before, err := c.rec.Recommend(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := before.GetItems()[0].GetItemId()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(listen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	value := fmt.Appendf(nil, `{"eventId":"json-1","userId":%q,"itemId":%q,"type":"EVENT_TYPE_PURCHASE"}`, user, top)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "interactions", Key: []byte(user), Value: value}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, req, func(r *recservev1.RecommendResponse) bool { return !slices.Contains(itemIDs(r), top) })
 }
