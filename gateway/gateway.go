@@ -3,9 +3,13 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	_ "embed"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -13,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/recserve/recserve/auth"
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
@@ -24,11 +29,44 @@ import (
 var OpenAPI []byte
 
 // marshaler is grpc-gateway's default JSON marshaler, but a request body with
-// a field the API does not have is INVALID_ARGUMENT naming it, not ignored.
-var marshaler = &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
+// a field the API does not have is INVALID_ARGUMENT naming it, not ignored,
+// and a body that is not JSON says where (strictJSON).
+var marshaler = &runtime.HTTPBodyMarshaler{Marshaler: &strictJSON{runtime.JSONPb{
 	MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 	UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-}}
+}}}
+
+// strictJSON decodes a request body into a message with protojson over the
+// whole body, after checking that it is JSON at all: a syntax error names
+// its byte offset ("invalid JSON at byte offset 24: unexpected end of JSON
+// input"), where runtime.JSONPb's streaming decoder says "unexpected EOF". An
+// empty body is io.EOF, which the gateway takes for no body.
+type strictJSON struct{ runtime.JSONPb }
+
+func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
+	return runtime.DecoderFunc(func(v any) error {
+		msg, ok := v.(proto.Message)
+		if !ok {
+			return m.JSONPb.NewDecoder(r).Decode(v)
+		}
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimSpace(b)) == 0 {
+			return io.EOF
+		}
+		var raw json.RawMessage
+		if err := json.Unmarshal(b, &raw); err != nil {
+			var se *json.SyntaxError
+			if errors.As(err, &se) {
+				return fmt.Errorf("invalid JSON at byte offset %d: %v", se.Offset, se)
+			}
+			return fmt.Errorf("invalid JSON: %v", err)
+		}
+		return m.UnmarshalOptions.Unmarshal(b, msg)
+	})
+}
 
 // New returns the REST handler. Requests are forwarded over conn to the gRPC server:
 // /v1/... as generated from the proto's HTTP rules, /healthz from grpc.health.v1,

@@ -116,6 +116,8 @@ func TestRESTCatalogAvailabilityAndBadInput(t *testing.T) {
 		{"10k items", "/v1/items:upsert", big.String(), "items"},
 		{"empty id", "/v1/items:upsert", `{"items":[{"itemId":""}]}`, "items[0].item_id"},
 		{"empty delete id", "/v1/items:delete", `{"itemIds":["i1",""]}`, "item_ids[1]"},
+		{"malformed JSON", "/v1/items:upsert", `{"items":[{"itemId":"a"}`, "byte offset 24"},
+		{"not JSON", "/v1/items:delete", `itemIds=a`, "byte offset 1"},
 	} {
 		code, body := post(t, "POST", "http://"+addrs.HTTP+tc.path, tc.body)
 		if code != http.StatusBadRequest || !strings.Contains(body, tc.field) {
