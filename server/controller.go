@@ -10,17 +10,22 @@ import (
 	"gonum.org/v1/gonum/stat/distuv"
 )
 
-// The rollout controller judges each held policy step: the canary advances while
-// its CTR is not worse than stable's by more than the margin (a one-sided
-// non-inferiority test on two proportions) and its error rate and p99 latency are
-// in bounds; otherwise it is rolled back, with the reason logged.
+// The rollout controller judges each held policy step on the confidence
+// interval of CTR(canary) - CTR(stable) at the policy's alpha (one-sided
+// bounds): the canary advances when the lower bound is above -margin (not
+// worse, a non-inferiority test; "better" when it is above 0), is rolled back
+// when the upper bound is below -margin (worse) or its error rate or p99
+// latency is out of bounds, and otherwise, inconclusive, holds the step and
+// keeps collecting impressions until one of the two is shown. Every verdict
+// is logged with its reason.
 
 type verdict int
 
 const (
-	hold verdict = iota
+	hold verdict = iota // too few impressions yet
 	advance
 	rollBack
+	inconclusive // enough impressions, but neither worse nor not worse shown
 )
 
 // baselines are the cumulative counters of both versions when a step started.
@@ -57,12 +62,16 @@ func (s *Server) evaluateRollouts(now time.Time) {
 		base := s.baselines.get(name)
 		sc, cc := s.stats.of(name, v.stable.version).cumulative(), s.stats.of(name, v.canary.version).cumulative()
 		verdict, reason := judge(st.Policy, sc.sub(&base[0]), cc.sub(&base[1]))
-		if verdict == hold {
+		if verdict == hold || verdict == inconclusive && st.heldSince(st.StepStarted) {
 			continue
 		}
 		_, err := s.models.update(name, func(next *rollout, now time.Time) error {
 			if next.Canary != st.Canary || next.Step != st.Step || next.Policy == nil {
 				return errStale
+			}
+			if verdict == inconclusive { // logged once a step; the step's sample keeps growing
+				next.log(now, "hold", next.Canary, reason)
+				return nil
 			}
 			if verdict == rollBack {
 				version := next.Canary
@@ -89,7 +98,9 @@ func (s *Server) evaluateRollouts(now time.Time) {
 			}
 			continue
 		}
-		s.baselines.set(name, [2]counts{sc, cc})
+		if verdict != inconclusive {
+			s.baselines.set(name, [2]counts{sc, cc})
+		}
 		s.log.Info("rollout decision", "model", name, "canary", st.Canary, "verdict", verdict, "reason", reason)
 	}
 }
@@ -111,11 +122,16 @@ func judge(p *policy, stable, canary counts) (verdict, string) {
 	pc, ps := float64(canary.clicks)/nc, float64(stable.clicks)/ns
 	se := math.Sqrt(pc*(1-pc)/nc + ps*(1-ps)/ns)
 	z := distuv.UnitNormal.Quantile(1 - p.Alpha)
-	lower := (pc - ps) - z*se // one-sided lower confidence bound of the CTR difference
-	summary := fmt.Sprintf("CTR canary %.4f (n=%d) vs stable %.4f (n=%d); lower %.0f%% bound of the difference %.4f, margin %.4f",
-		pc, canary.impressions, ps, stable.impressions, 100*(1-p.Alpha), lower, p.CTRMargin)
-	if lower > -p.CTRMargin {
+	lower, upper := (pc-ps)-z*se, (pc-ps)+z*se // one-sided confidence bounds of the CTR difference
+	summary := fmt.Sprintf("CTR canary %.4f (n=%d) vs stable %.4f (n=%d); %.0f%% bounds of the difference %.4f to %.4f, margin %.4f",
+		pc, canary.impressions, ps, stable.impressions, 100*(1-p.Alpha), lower, upper, p.CTRMargin)
+	switch {
+	case lower > 0:
+		return advance, "better: " + summary
+	case lower > -p.CTRMargin:
 		return advance, "not worse: " + summary
+	case upper < -p.CTRMargin:
+		return rollBack, "worse: " + summary
 	}
-	return rollBack, "worse: " + summary
+	return inconclusive, "inconclusive, holding the step for more impressions: " + summary
 }

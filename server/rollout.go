@@ -51,6 +51,16 @@ func (r *rollout) log(now time.Time, kind, version, reason string) {
 	}
 }
 
+// heldSince reports whether a "hold" decision was logged at or after t.
+func (r *rollout) heldSince(t time.Time) bool {
+	for i := len(r.Decisions) - 1; i >= 0 && !r.Decisions[i].Time.Before(t); i-- {
+		if r.Decisions[i].Kind == "hold" {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *rollout) clearCanary() {
 	r.Canary, r.CanaryPercent, r.ShadowFraction, r.Policy, r.Step = "", 0, 0, nil, 0
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -459,5 +460,52 @@ func TestReplicasShareRolloutState(t *testing.T) {
 	}
 	if st := a.srv.models.state("m"); st.Stable != "1" || st.Canary != "" || !sameRoutes() {
 		t.Fatalf("first replica after the promotion: %+v", st)
+	}
+}
+
+// TestRolloutInconclusiveHolds: equal CTRs on 120 impressions each are
+// inconclusive: the step holds (logged once, with the reason) instead of
+// rolling back, and its sample keeps growing until a verdict is shown.
+func TestRolloutInconclusiveHolds(t *testing.T) {
+	clock := newFakeClock()
+	f, admin := newRolloutFixture(t, clock)
+	ctx := context.Background()
+	policy := &recservev1.RolloutPolicy{Steps: []float64{50, 100}, HoldSeconds: 600, MinImpressions: 100, CtrMargin: 0.005}
+	if _, err := admin.SetCanary(ctx, &recservev1.SetCanaryRequest{Model: "m", Version: "1", Policy: policy}); err != nil {
+		t.Fatal(err)
+	}
+	served := simulate(t, f, rand.New(rand.NewPCG(7, 8)), 240, map[string]float64{"2": 0.1, "1": 0.1}, 0)
+	if served["1"] < 100 || served["2"] < 100 {
+		t.Fatalf("served %v, want at least 100 impressions each", served)
+	}
+	clock.advance(601 * time.Second)
+	for range 3 { // every poll judges again; the hold is logged once
+		f.srv.evaluateRollouts(clock.now())
+		clock.advance(2 * time.Second)
+	}
+	got, _ := admin.GetModel(ctx, &recservev1.GetModelRequest{Model: "m"})
+	m := got.GetModel()
+	if m.GetCanaryVersion() != "1" || m.GetCanaryPercent() != 50 {
+		t.Fatalf("inconclusive step not held: canary %q at %v%%", m.GetCanaryVersion(), m.GetCanaryPercent())
+	}
+	var holds []string
+	for _, d := range m.GetDecisions() {
+		if d.GetKind() == "rollback" {
+			t.Fatalf("rolled back on an inconclusive result: %s", d.GetReason())
+		}
+		if d.GetKind() == "hold" {
+			holds = append(holds, d.GetReason())
+		}
+	}
+	if len(holds) != 1 || !strings.HasPrefix(holds[0], "inconclusive") {
+		t.Fatalf("hold decisions %q, want one saying inconclusive", holds)
+	}
+	// More impressions in the same step, now with the canary clearly worse.
+	simulate(t, f, rand.New(rand.NewPCG(9, 10)), 4000, map[string]float64{"2": 0.1, "1": 0.02}, 1)
+	f.srv.evaluateRollouts(clock.now())
+	got, _ = admin.GetModel(ctx, &recservev1.GetModelRequest{Model: "m"})
+	last := got.GetModel().GetDecisions()[len(got.GetModel().GetDecisions())-1]
+	if got.GetModel().GetCanaryVersion() != "" || last.GetKind() != "rollback" || !strings.HasPrefix(last.GetReason(), "worse") {
+		t.Fatalf("after more impressions of a worse canary: canary %q, last decision %v", got.GetModel().GetCanaryVersion(), last)
 	}
 }
