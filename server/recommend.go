@@ -32,28 +32,30 @@ func (s *Server) Recommend(ctx context.Context, req *recservev1.RecommendRequest
 	}
 	markServed(ctx, snap)
 	q := userQuery{id: req.GetUserId(), online: s.onlineUsers(ctx, []string{req.GetUserId()})[0], includeSeen: req.GetIncludeSeen()}
-	resp, err := s.recommend(ctx, snap, q, n, req)
+	rk := s.ranker(snap.model, req.GetRanking())
+	resp, err := s.recommend(ctx, snap, q, n, req, rk)
 	s.stats.request(snap.model, snap.version, s.opts.Clock(), time.Since(start), err != nil)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	if req.GetVersion() == "" {
-		s.shadow(v, snap, q, n, req.GetFilter(), resp.GetItems())
+		s.shadow(v, snap, q, n, req.GetFilter(), rk, resp.GetItems())
 	}
 	return resp, nil
 }
 
-// recommend answers one user from one snapshot, through the response cache.
-func (s *Server) recommend(ctx context.Context, snap *snapshot, q userQuery, n int, req *recservev1.RecommendRequest) (*recservev1.RecommendResponse, error) {
+// recommend answers one user from one snapshot, through the response cache
+// (but for exploration, which is random).
+func (s *Server) recommend(ctx context.Context, snap *snapshot, q userQuery, n int, req *recservev1.RecommendRequest, rk *ranker) (*recservev1.RecommendResponse, error) {
 	var key string
-	if s.cacheOn() { // the key costs a marshal and a hash: only with the cache
+	if s.cacheOn() && !rk.explores() { // the key costs a marshal and a hash: only with the cache
 		key = cacheKey(snap, q.online.Gen, s.catalog.stamp(), req)
 		if resp := s.cached(ctx, key); resp != nil {
 			resp.RequestId = s.requestID()
 			return resp, nil
 		}
 	}
-	items, source := snap.recommend(q, n, req.GetFilter())
+	items, source := snap.recommend(q, n, req.GetFilter(), rk)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -73,7 +75,7 @@ const maxShadows = 4
 // shadow runs, for a sampled fraction of stable requests, the same request on the
 // canary in the background and records how much the two answers overlap. It never
 // touches the response.
-func (s *Server) shadow(v *view, served *snapshot, q userQuery, n int, filter *recservev1.Filter, items []*recservev1.ScoredItem) {
+func (s *Server) shadow(v *view, served *snapshot, q userQuery, n int, filter *recservev1.Filter, rk *ranker, items []*recservev1.ScoredItem) {
 	if v.canary == nil || served != v.stable || v.shadow <= 0 || rand.Float64() >= v.shadow {
 		return
 	}
@@ -90,7 +92,7 @@ func (s *Server) shadow(v *view, served *snapshot, q userQuery, n int, filter *r
 	s.shadows.Add(1)
 	go func() {
 		defer func() { <-s.shadowSem; s.shadows.Done() }()
-		got, _ := canary.recommend(q, n, filter)
+		got, _ := canary.recommend(q, n, filter, rk)
 		common := 0
 		for _, it := range got {
 			if _, ok := stableIDs[it.GetItemId()]; ok {
@@ -120,6 +122,7 @@ func (s *Server) BatchRecommend(ctx context.Context, req *recservev1.BatchRecomm
 	markServed(ctx, top)
 	users := req.GetUserIds()
 	states := s.onlineUsers(ctx, users)
+	rk := s.ranker(top.model, req.GetRanking())
 	results := make([]*recservev1.UserRecommendations, len(users))
 	errs := make([]error, len(users))
 	err = parallel.For(ctx, runtime.GOMAXPROCS(0), len(users), func(_, i int) {
@@ -129,7 +132,7 @@ func (s *Server) BatchRecommend(ctx context.Context, req *recservev1.BatchRecomm
 			return
 		}
 		q := userQuery{id: users[i], online: states[i], includeSeen: req.GetIncludeSeen()}
-		items, source := snap.recommend(q, n, req.GetFilter())
+		items, source := snap.recommend(q, n, req.GetFilter(), rk)
 		results[i] = &recservev1.UserRecommendations{UserId: users[i], Items: items, Source: source, ModelVersion: snap.version}
 	})
 	for _, err := range append([]error{err}, errs...) {
@@ -234,8 +237,12 @@ type userQuery struct {
 }
 
 // recommend retrieves a user's items. A user the model does not know is folded in
-// from their recent events, or gets popular items when there are none.
-func (s *snapshot) recommend(q userQuery, n int, filter *recservev1.Filter) ([]*recservev1.ScoredItem, recservev1.RecommendationSource) {
+// from their recent events, or gets popular items when there are none. With a
+// ranker, it retrieves more candidates and re-ranks them to n.
+func (s *snapshot) recommend(q userQuery, n int, filter *recservev1.Filter, rk *ranker) ([]*recservev1.ScoredItem, recservev1.RecommendationSource) {
+	if rk != nil {
+		return s.recommendRanked(q, n, filter, rk)
+	}
 	f := compileFilter(s, filter)
 	if !q.includeSeen {
 		f.excludeOnline(q.online.Seen)
@@ -253,6 +260,39 @@ func (s *snapshot) recommend(q userQuery, n int, filter *recservev1.Filter) ([]*
 		}
 	}
 	return s.popularItems(n, f), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_POPULARITY
+}
+
+// recommendRanked is recommend with re-ranking: the same retrieval, of
+// rk.candidates(n) items, then rk.rank.
+func (s *snapshot) recommendRanked(q userQuery, n int, filter *recservev1.Filter, rk *ranker) ([]*recservev1.ScoredItem, recservev1.RecommendationSource) {
+	f := compileFilter(s, filter)
+	if !q.includeSeen {
+		f.excludeOnline(q.online.Seen)
+	}
+	k := rk.candidates(n)
+	u, known := s.userRow.Row(q.id)
+	switch {
+	case known:
+		if !q.includeSeen {
+			f.excludeSeen(s.bundle.Seen(int(u)))
+		}
+		v := s.userVector(u)
+		return rk.rank(f, v, s.search(v, k, f), n), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_MODEL
+	case len(q.online.Recent) > 0:
+		if v := s.foldIn(q.online.Recent); v != nil {
+			return rk.rank(f, v, s.search(v, k, f), n), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_FOLD_IN
+		}
+	}
+	var hits []index.Result
+	for i, it := range s.popular {
+		if len(hits) == k {
+			break
+		}
+		if f.allow(it) {
+			hits = append(hits, index.Result{ID: it, Score: s.popScore[i]})
+		}
+	}
+	return rk.rank(f, nil, hits, n), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_POPULARITY
 }
 
 // search retrieves the best n items for q that f allows: from the version's

@@ -117,6 +117,7 @@ type Server struct {
 	metrics   *instruments
 	catalog   *liveCatalog
 	refold    chan struct{} // asks for added items to be folded in again
+	exposure  *exposure     // items' impressions and clicks, for exploration
 }
 
 // New returns a Server that serves nothing until Start or Run has loaded a version.
@@ -147,7 +148,7 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server: request id prefix: %w", err)
 	}
 	s := &Server{opts: opts, log: opts.Logger, health: health.NewServer(), reqPrefix: hex.EncodeToString(p[:]), stats: newStats(), shadowSem: make(chan struct{}, maxShadows), kick: make(chan struct{}, 1)}
-	s.catalog, s.refold = newLiveCatalog(), make(chan struct{}, 1)
+	s.catalog, s.refold, s.exposure = newLiveCatalog(), make(chan struct{}, 1), newExposure()
 	s.models = newModels(opts, s.updateHealth)
 	s.models.attach = s.catalog.attach
 	s.models.onAdopt = s.resetBaseline
@@ -207,14 +208,17 @@ func (s *Server) resetBaseline(model string) {
 }
 
 // ObserveEvents counts feedback events (impressions, clicks, conversions) against
-// the model version that produced the recommendation, once per event id.
+// the model version that produced the recommendation, once per event id, and
+// each item's impressions and clicks (purchases count as clicks) per model, for
+// exploration: the event's model, or the default one.
 func (s *Server) ObserveEvents(evs []*recservev1.Event) {
 	if s.touchesAdded(evs) {
 		s.kickRefold()
 	}
 	now := s.opts.Clock()
 	for _, e := range evs {
-		if e.GetModelVersion() == "" || !s.stats.firstTime(e.GetEventId()) {
+		exposure := countsExposure(e.GetType()) && e.GetItemId() != ""
+		if e.GetModelVersion() == "" && !exposure || !s.stats.firstTime(e.GetEventId()) {
 			continue
 		}
 		model := e.GetModel()
@@ -225,7 +229,12 @@ func (s *Server) ObserveEvents(evs []*recservev1.Event) {
 			}
 			model = v.name
 		}
-		s.stats.feedback(model, e.GetModelVersion(), now, e.GetType())
+		if exposure {
+			s.exposure.observe(model, e)
+		}
+		if e.GetModelVersion() != "" {
+			s.stats.feedback(model, e.GetModelVersion(), now, e.GetType())
+		}
 	}
 }
 

@@ -75,7 +75,11 @@ func validateRecommend(r *recservev1.RecommendRequest) (int, error) {
 	if err := validateID("user_id", r.GetUserId()); err != nil {
 		return 0, err
 	}
-	return validateCommon(r.GetModel(), r.GetVersion(), r.N, r.GetFilter())
+	n, err := validateCommon(r.GetModel(), r.GetVersion(), r.N, r.GetFilter())
+	if err != nil {
+		return 0, err
+	}
+	return n, validateRanking(r.GetRanking(), n)
 }
 
 func validateSimilar(r *recservev1.SimilarItemsRequest) (int, error) {
@@ -95,7 +99,11 @@ func validateBatch(r *recservev1.BatchRecommendRequest) (int, error) {
 			return 0, err
 		}
 	}
-	return validateCommon(r.GetModel(), r.GetVersion(), r.N, r.GetFilter())
+	n, err := validateCommon(r.GetModel(), r.GetVersion(), r.N, r.GetFilter())
+	if err != nil {
+		return 0, err
+	}
+	return n, validateRanking(r.GetRanking(), n)
 }
 
 func validateCommon(model, version string, n *int32, f *recservev1.Filter) (int, error) {

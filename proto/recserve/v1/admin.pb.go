@@ -330,7 +330,8 @@ func (x *RolloutPolicy) GetMaxP99Ratio() float64 {
 type RolloutDecision struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Time  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
-	// "set_canary", "advance", "promote", "rollback", "pin", "load".
+	// "set_canary", "advance", "promote", "rollback", "pin", "load", "hold" (an
+	// inconclusive step that keeps collecting impressions).
 	Kind          string  `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	Version       string  `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
 	CanaryPercent float64 `protobuf:"fixed64,4,opt,name=canary_percent,json=canaryPercent,proto3" json:"canary_percent,omitempty"`

@@ -169,7 +169,10 @@ type RecommendRequest struct {
 	IncludeSeen bool `protobuf:"varint,5,opt,name=include_seen,json=includeSeen,proto3" json:"include_seen,omitempty"`
 	// Serve from this version or label ("stable", "canary") instead of the traffic
 	// split; for testing a version before it gets traffic.
-	Version       string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	// Re-ranking of the retrieved candidates: diversity, boosts, pinned items,
+	// exploration. Unset fields take the model's served defaults.
+	Ranking       *Ranking `protobuf:"bytes,7,opt,name=ranking,proto3" json:"ranking,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -246,6 +249,234 @@ func (x *RecommendRequest) GetVersion() string {
 	return ""
 }
 
+func (x *RecommendRequest) GetRanking() *Ranking {
+	if x != nil {
+		return x.Ranking
+	}
+	return nil
+}
+
+// Ranking re-ranks retrieved candidates into the response. Retrieval fetches
+// more candidates than n when a rule needs them (see the README).
+type Ranking struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Maximal marginal relevance: each next item maximizes
+	// (1 - lambda) * score - lambda * (its highest similarity to the items already
+	// chosen), similarity the cosine of the item embeddings. 0 is plain retrieval
+	// order, 1 the most dissimilar items; 0 to 1.
+	DiversityLambda *float64 `protobuf:"fixed64,1,opt,name=diversity_lambda,json=diversityLambda,proto3,oneof" json:"diversity_lambda,omitempty"`
+	// At most this many items of one category (0: no cap).
+	MaxPerCategory *int32 `protobuf:"varint,2,opt,name=max_per_category,json=maxPerCategory,proto3,oneof" json:"max_per_category,omitempty"`
+	// Score changes for items matching a category or an attribute.
+	Boosts []*Boost `protobuf:"bytes,3,rep,name=boosts,proto3" json:"boosts,omitempty"`
+	// Items placed at given positions (campaigns), still subject to the filter,
+	// availability and seen rules.
+	Pinned []*PinnedItem `protobuf:"bytes,4,rep,name=pinned,proto3" json:"pinned,omitempty"`
+	// Share of the slots (0 to 0.5) given to under-exposed items, chosen by
+	// Thompson sampling on their impressions and clicks.
+	ExplorationShare *float64 `protobuf:"fixed64,5,opt,name=exploration_share,json=explorationShare,proto3,oneof" json:"exploration_share,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Ranking) Reset() {
+	*x = Ranking{}
+	mi := &file_recserve_v1_recommend_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ranking) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ranking) ProtoMessage() {}
+
+func (x *Ranking) ProtoReflect() protoreflect.Message {
+	mi := &file_recserve_v1_recommend_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ranking.ProtoReflect.Descriptor instead.
+func (*Ranking) Descriptor() ([]byte, []int) {
+	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Ranking) GetDiversityLambda() float64 {
+	if x != nil && x.DiversityLambda != nil {
+		return *x.DiversityLambda
+	}
+	return 0
+}
+
+func (x *Ranking) GetMaxPerCategory() int32 {
+	if x != nil && x.MaxPerCategory != nil {
+		return *x.MaxPerCategory
+	}
+	return 0
+}
+
+func (x *Ranking) GetBoosts() []*Boost {
+	if x != nil {
+		return x.Boosts
+	}
+	return nil
+}
+
+func (x *Ranking) GetPinned() []*PinnedItem {
+	if x != nil {
+		return x.Pinned
+	}
+	return nil
+}
+
+func (x *Ranking) GetExplorationShare() float64 {
+	if x != nil && x.ExplorationShare != nil {
+		return *x.ExplorationShare
+	}
+	return 0
+}
+
+// Boost changes the score of matching items: score * multiply + add. An item
+// matches when its category is category (if set) and its attribute attribute
+// equals value (if set).
+type Boost struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Category  string                 `protobuf:"bytes,1,opt,name=category,proto3" json:"category,omitempty"`
+	Attribute string                 `protobuf:"bytes,2,opt,name=attribute,proto3" json:"attribute,omitempty"`
+	Value     string                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// Factor, default 1.
+	Multiply      *float64 `protobuf:"fixed64,4,opt,name=multiply,proto3,oneof" json:"multiply,omitempty"`
+	Add           float64  `protobuf:"fixed64,5,opt,name=add,proto3" json:"add,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Boost) Reset() {
+	*x = Boost{}
+	mi := &file_recserve_v1_recommend_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Boost) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Boost) ProtoMessage() {}
+
+func (x *Boost) ProtoReflect() protoreflect.Message {
+	mi := &file_recserve_v1_recommend_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Boost.ProtoReflect.Descriptor instead.
+func (*Boost) Descriptor() ([]byte, []int) {
+	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Boost) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *Boost) GetAttribute() string {
+	if x != nil {
+		return x.Attribute
+	}
+	return ""
+}
+
+func (x *Boost) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *Boost) GetMultiply() float64 {
+	if x != nil && x.Multiply != nil {
+		return *x.Multiply
+	}
+	return 0
+}
+
+func (x *Boost) GetAdd() float64 {
+	if x != nil {
+		return x.Add
+	}
+	return 0
+}
+
+// PinnedItem puts an item at a position of the response (0 is the first).
+type PinnedItem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ItemId        string                 `protobuf:"bytes,1,opt,name=item_id,json=itemId,proto3" json:"item_id,omitempty"`
+	Position      int32                  `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PinnedItem) Reset() {
+	*x = PinnedItem{}
+	mi := &file_recserve_v1_recommend_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PinnedItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PinnedItem) ProtoMessage() {}
+
+func (x *PinnedItem) ProtoReflect() protoreflect.Message {
+	mi := &file_recserve_v1_recommend_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PinnedItem.ProtoReflect.Descriptor instead.
+func (*PinnedItem) Descriptor() ([]byte, []int) {
+	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PinnedItem) GetItemId() string {
+	if x != nil {
+		return x.ItemId
+	}
+	return ""
+}
+
+func (x *PinnedItem) GetPosition() int32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
 // ScoredItem is one recommended item.
 type ScoredItem struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -256,14 +487,18 @@ type ScoredItem struct {
 	Category string  `protobuf:"bytes,3,opt,name=category,proto3" json:"category,omitempty"`
 	// The version was not trained on this item (it was added to the catalog since):
 	// its vector was folded in from its interactions or its category.
-	FoldedIn      bool `protobuf:"varint,4,opt,name=folded_in,json=foldedIn,proto3" json:"folded_in,omitempty"`
+	FoldedIn bool `protobuf:"varint,4,opt,name=folded_in,json=foldedIn,proto3" json:"folded_in,omitempty"`
+	// The retrieval score before re-ranking (score is the final one).
+	RetrievalScore float32 `protobuf:"fixed32,5,opt,name=retrieval_score,json=retrievalScore,proto3" json:"retrieval_score,omitempty"`
+	// How the item got its place when not by its score: "pinned", "exploration".
+	Placement     string `protobuf:"bytes,6,opt,name=placement,proto3" json:"placement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ScoredItem) Reset() {
 	*x = ScoredItem{}
-	mi := &file_recserve_v1_recommend_proto_msgTypes[2]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +510,7 @@ func (x *ScoredItem) String() string {
 func (*ScoredItem) ProtoMessage() {}
 
 func (x *ScoredItem) ProtoReflect() protoreflect.Message {
-	mi := &file_recserve_v1_recommend_proto_msgTypes[2]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +523,7 @@ func (x *ScoredItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredItem.ProtoReflect.Descriptor instead.
 func (*ScoredItem) Descriptor() ([]byte, []int) {
-	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{2}
+	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ScoredItem) GetItemId() string {
@@ -319,6 +554,20 @@ func (x *ScoredItem) GetFoldedIn() bool {
 	return false
 }
 
+func (x *ScoredItem) GetRetrievalScore() float32 {
+	if x != nil {
+		return x.RetrievalScore
+	}
+	return 0
+}
+
+func (x *ScoredItem) GetPlacement() string {
+	if x != nil {
+		return x.Placement
+	}
+	return ""
+}
+
 // RecommendResponse carries the items, best first.
 type RecommendResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -335,7 +584,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_recserve_v1_recommend_proto_msgTypes[3]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -347,7 +596,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recserve_v1_recommend_proto_msgTypes[3]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -360,7 +609,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{3}
+	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RecommendResponse) GetItems() []*ScoredItem {
@@ -418,7 +667,7 @@ type SimilarItemsRequest struct {
 
 func (x *SimilarItemsRequest) Reset() {
 	*x = SimilarItemsRequest{}
-	mi := &file_recserve_v1_recommend_proto_msgTypes[4]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +679,7 @@ func (x *SimilarItemsRequest) String() string {
 func (*SimilarItemsRequest) ProtoMessage() {}
 
 func (x *SimilarItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recserve_v1_recommend_proto_msgTypes[4]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +692,7 @@ func (x *SimilarItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SimilarItemsRequest.ProtoReflect.Descriptor instead.
 func (*SimilarItemsRequest) Descriptor() ([]byte, []int) {
-	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{4}
+	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SimilarItemsRequest) GetModel() string {
@@ -494,7 +743,7 @@ type SimilarItemsResponse struct {
 
 func (x *SimilarItemsResponse) Reset() {
 	*x = SimilarItemsResponse{}
-	mi := &file_recserve_v1_recommend_proto_msgTypes[5]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +755,7 @@ func (x *SimilarItemsResponse) String() string {
 func (*SimilarItemsResponse) ProtoMessage() {}
 
 func (x *SimilarItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recserve_v1_recommend_proto_msgTypes[5]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +768,7 @@ func (x *SimilarItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SimilarItemsResponse.ProtoReflect.Descriptor instead.
 func (*SimilarItemsResponse) Descriptor() ([]byte, []int) {
-	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{5}
+	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SimilarItemsResponse) GetItems() []*ScoredItem {
@@ -565,14 +814,16 @@ type BatchRecommendRequest struct {
 	IncludeSeen bool `protobuf:"varint,5,opt,name=include_seen,json=includeSeen,proto3" json:"include_seen,omitempty"`
 	// Serve from this version or label ("stable", "canary") instead of the traffic
 	// split; for testing a version before it gets traffic.
-	Version       string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	// Re-ranking, applied to every user.
+	Ranking       *Ranking `protobuf:"bytes,7,opt,name=ranking,proto3" json:"ranking,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchRecommendRequest) Reset() {
 	*x = BatchRecommendRequest{}
-	mi := &file_recserve_v1_recommend_proto_msgTypes[6]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +835,7 @@ func (x *BatchRecommendRequest) String() string {
 func (*BatchRecommendRequest) ProtoMessage() {}
 
 func (x *BatchRecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recserve_v1_recommend_proto_msgTypes[6]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +848,7 @@ func (x *BatchRecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRecommendRequest.ProtoReflect.Descriptor instead.
 func (*BatchRecommendRequest) Descriptor() ([]byte, []int) {
-	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{6}
+	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BatchRecommendRequest) GetModel() string {
@@ -642,6 +893,13 @@ func (x *BatchRecommendRequest) GetVersion() string {
 	return ""
 }
 
+func (x *BatchRecommendRequest) GetRanking() *Ranking {
+	if x != nil {
+		return x.Ranking
+	}
+	return nil
+}
+
 // UserRecommendations is one user's part of a batch response.
 type UserRecommendations struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -656,7 +914,7 @@ type UserRecommendations struct {
 
 func (x *UserRecommendations) Reset() {
 	*x = UserRecommendations{}
-	mi := &file_recserve_v1_recommend_proto_msgTypes[7]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +926,7 @@ func (x *UserRecommendations) String() string {
 func (*UserRecommendations) ProtoMessage() {}
 
 func (x *UserRecommendations) ProtoReflect() protoreflect.Message {
-	mi := &file_recserve_v1_recommend_proto_msgTypes[7]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +939,7 @@ func (x *UserRecommendations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRecommendations.ProtoReflect.Descriptor instead.
 func (*UserRecommendations) Descriptor() ([]byte, []int) {
-	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{7}
+	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UserRecommendations) GetUserId() string {
@@ -726,7 +984,7 @@ type BatchRecommendResponse struct {
 
 func (x *BatchRecommendResponse) Reset() {
 	*x = BatchRecommendResponse{}
-	mi := &file_recserve_v1_recommend_proto_msgTypes[8]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +996,7 @@ func (x *BatchRecommendResponse) String() string {
 func (*BatchRecommendResponse) ProtoMessage() {}
 
 func (x *BatchRecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recserve_v1_recommend_proto_msgTypes[8]
+	mi := &file_recserve_v1_recommend_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +1009,7 @@ func (x *BatchRecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRecommendResponse.ProtoReflect.Descriptor instead.
 func (*BatchRecommendResponse) Descriptor() ([]byte, []int) {
-	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{8}
+	return file_recserve_v1_recommend_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BatchRecommendResponse) GetResults() []*UserRecommendations {
@@ -791,21 +1049,44 @@ const file_recserve_v1_recommend_proto_rawDesc = "" +
 	"\x12include_categories\x18\x01 \x03(\tR\x11includeCategories\x12-\n" +
 	"\x12exclude_categories\x18\x02 \x03(\tR\x11excludeCategories\x12(\n" +
 	"\x10exclude_item_ids\x18\x03 \x03(\tR\x0eexcludeItemIds\x12/\n" +
-	"\x13include_unavailable\x18\x04 \x01(\bR\x12includeUnavailable\"\xc4\x01\n" +
+	"\x13include_unavailable\x18\x04 \x01(\bR\x12includeUnavailable\"\xf4\x01\n" +
 	"\x10RecommendRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x11\n" +
 	"\x01n\x18\x03 \x01(\x05H\x00R\x01n\x88\x01\x01\x12+\n" +
 	"\x06filter\x18\x04 \x01(\v2\x13.recserve.v1.FilterR\x06filter\x12!\n" +
 	"\finclude_seen\x18\x05 \x01(\bR\vincludeSeen\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\tR\aversionB\x04\n" +
-	"\x02_n\"t\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\x12.\n" +
+	"\aranking\x18\a \x01(\v2\x14.recserve.v1.RankingR\arankingB\x04\n" +
+	"\x02_n\"\xb7\x02\n" +
+	"\aRanking\x12.\n" +
+	"\x10diversity_lambda\x18\x01 \x01(\x01H\x00R\x0fdiversityLambda\x88\x01\x01\x12-\n" +
+	"\x10max_per_category\x18\x02 \x01(\x05H\x01R\x0emaxPerCategory\x88\x01\x01\x12*\n" +
+	"\x06boosts\x18\x03 \x03(\v2\x12.recserve.v1.BoostR\x06boosts\x12/\n" +
+	"\x06pinned\x18\x04 \x03(\v2\x17.recserve.v1.PinnedItemR\x06pinned\x120\n" +
+	"\x11exploration_share\x18\x05 \x01(\x01H\x02R\x10explorationShare\x88\x01\x01B\x13\n" +
+	"\x11_diversity_lambdaB\x13\n" +
+	"\x11_max_per_categoryB\x14\n" +
+	"\x12_exploration_share\"\x97\x01\n" +
+	"\x05Boost\x12\x1a\n" +
+	"\bcategory\x18\x01 \x01(\tR\bcategory\x12\x1c\n" +
+	"\tattribute\x18\x02 \x01(\tR\tattribute\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\x12\x1f\n" +
+	"\bmultiply\x18\x04 \x01(\x01H\x00R\bmultiply\x88\x01\x01\x12\x10\n" +
+	"\x03add\x18\x05 \x01(\x01R\x03addB\v\n" +
+	"\t_multiply\"A\n" +
+	"\n" +
+	"PinnedItem\x12\x17\n" +
+	"\aitem_id\x18\x01 \x01(\tR\x06itemId\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x05R\bposition\"\xbb\x01\n" +
 	"\n" +
 	"ScoredItem\x12\x17\n" +
 	"\aitem_id\x18\x01 \x01(\tR\x06itemId\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\x12\x1a\n" +
 	"\bcategory\x18\x03 \x01(\tR\bcategory\x12\x1b\n" +
-	"\tfolded_in\x18\x04 \x01(\bR\bfoldedIn\"\xd7\x01\n" +
+	"\tfolded_in\x18\x04 \x01(\bR\bfoldedIn\x12'\n" +
+	"\x0fretrieval_score\x18\x05 \x01(\x02R\x0eretrievalScore\x12\x1c\n" +
+	"\tplacement\x18\x06 \x01(\tR\tplacement\"\xd7\x01\n" +
 	"\x11RecommendResponse\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.recserve.v1.ScoredItemR\x05items\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12#\n" +
@@ -825,14 +1106,15 @@ const file_recserve_v1_recommend_proto_rawDesc = "" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12#\n" +
 	"\rmodel_version\x18\x03 \x01(\tR\fmodelVersion\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"\xcb\x01\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"\xfb\x01\n" +
 	"\x15BatchRecommendRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x19\n" +
 	"\buser_ids\x18\x02 \x03(\tR\auserIds\x12\x11\n" +
 	"\x01n\x18\x03 \x01(\x05H\x00R\x01n\x88\x01\x01\x12+\n" +
 	"\x06filter\x18\x04 \x01(\v2\x13.recserve.v1.FilterR\x06filter\x12!\n" +
 	"\finclude_seen\x18\x05 \x01(\bR\vincludeSeen\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\tR\aversionB\x04\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\x12.\n" +
+	"\aranking\x18\a \x01(\v2\x14.recserve.v1.RankingR\arankingB\x04\n" +
 	"\x02_n\"\xbd\x01\n" +
 	"\x13UserRecommendations\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12-\n" +
@@ -868,40 +1150,47 @@ func file_recserve_v1_recommend_proto_rawDescGZIP() []byte {
 }
 
 var file_recserve_v1_recommend_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_recserve_v1_recommend_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_recserve_v1_recommend_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_recserve_v1_recommend_proto_goTypes = []any{
 	(RecommendationSource)(0),      // 0: recserve.v1.RecommendationSource
 	(*Filter)(nil),                 // 1: recserve.v1.Filter
 	(*RecommendRequest)(nil),       // 2: recserve.v1.RecommendRequest
-	(*ScoredItem)(nil),             // 3: recserve.v1.ScoredItem
-	(*RecommendResponse)(nil),      // 4: recserve.v1.RecommendResponse
-	(*SimilarItemsRequest)(nil),    // 5: recserve.v1.SimilarItemsRequest
-	(*SimilarItemsResponse)(nil),   // 6: recserve.v1.SimilarItemsResponse
-	(*BatchRecommendRequest)(nil),  // 7: recserve.v1.BatchRecommendRequest
-	(*UserRecommendations)(nil),    // 8: recserve.v1.UserRecommendations
-	(*BatchRecommendResponse)(nil), // 9: recserve.v1.BatchRecommendResponse
+	(*Ranking)(nil),                // 3: recserve.v1.Ranking
+	(*Boost)(nil),                  // 4: recserve.v1.Boost
+	(*PinnedItem)(nil),             // 5: recserve.v1.PinnedItem
+	(*ScoredItem)(nil),             // 6: recserve.v1.ScoredItem
+	(*RecommendResponse)(nil),      // 7: recserve.v1.RecommendResponse
+	(*SimilarItemsRequest)(nil),    // 8: recserve.v1.SimilarItemsRequest
+	(*SimilarItemsResponse)(nil),   // 9: recserve.v1.SimilarItemsResponse
+	(*BatchRecommendRequest)(nil),  // 10: recserve.v1.BatchRecommendRequest
+	(*UserRecommendations)(nil),    // 11: recserve.v1.UserRecommendations
+	(*BatchRecommendResponse)(nil), // 12: recserve.v1.BatchRecommendResponse
 }
 var file_recserve_v1_recommend_proto_depIdxs = []int32{
 	1,  // 0: recserve.v1.RecommendRequest.filter:type_name -> recserve.v1.Filter
-	3,  // 1: recserve.v1.RecommendResponse.items:type_name -> recserve.v1.ScoredItem
-	0,  // 2: recserve.v1.RecommendResponse.source:type_name -> recserve.v1.RecommendationSource
-	1,  // 3: recserve.v1.SimilarItemsRequest.filter:type_name -> recserve.v1.Filter
-	3,  // 4: recserve.v1.SimilarItemsResponse.items:type_name -> recserve.v1.ScoredItem
-	1,  // 5: recserve.v1.BatchRecommendRequest.filter:type_name -> recserve.v1.Filter
-	3,  // 6: recserve.v1.UserRecommendations.items:type_name -> recserve.v1.ScoredItem
-	0,  // 7: recserve.v1.UserRecommendations.source:type_name -> recserve.v1.RecommendationSource
-	8,  // 8: recserve.v1.BatchRecommendResponse.results:type_name -> recserve.v1.UserRecommendations
-	2,  // 9: recserve.v1.RecommendService.Recommend:input_type -> recserve.v1.RecommendRequest
-	5,  // 10: recserve.v1.RecommendService.SimilarItems:input_type -> recserve.v1.SimilarItemsRequest
-	7,  // 11: recserve.v1.RecommendService.BatchRecommend:input_type -> recserve.v1.BatchRecommendRequest
-	4,  // 12: recserve.v1.RecommendService.Recommend:output_type -> recserve.v1.RecommendResponse
-	6,  // 13: recserve.v1.RecommendService.SimilarItems:output_type -> recserve.v1.SimilarItemsResponse
-	9,  // 14: recserve.v1.RecommendService.BatchRecommend:output_type -> recserve.v1.BatchRecommendResponse
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	3,  // 1: recserve.v1.RecommendRequest.ranking:type_name -> recserve.v1.Ranking
+	4,  // 2: recserve.v1.Ranking.boosts:type_name -> recserve.v1.Boost
+	5,  // 3: recserve.v1.Ranking.pinned:type_name -> recserve.v1.PinnedItem
+	6,  // 4: recserve.v1.RecommendResponse.items:type_name -> recserve.v1.ScoredItem
+	0,  // 5: recserve.v1.RecommendResponse.source:type_name -> recserve.v1.RecommendationSource
+	1,  // 6: recserve.v1.SimilarItemsRequest.filter:type_name -> recserve.v1.Filter
+	6,  // 7: recserve.v1.SimilarItemsResponse.items:type_name -> recserve.v1.ScoredItem
+	1,  // 8: recserve.v1.BatchRecommendRequest.filter:type_name -> recserve.v1.Filter
+	3,  // 9: recserve.v1.BatchRecommendRequest.ranking:type_name -> recserve.v1.Ranking
+	6,  // 10: recserve.v1.UserRecommendations.items:type_name -> recserve.v1.ScoredItem
+	0,  // 11: recserve.v1.UserRecommendations.source:type_name -> recserve.v1.RecommendationSource
+	11, // 12: recserve.v1.BatchRecommendResponse.results:type_name -> recserve.v1.UserRecommendations
+	2,  // 13: recserve.v1.RecommendService.Recommend:input_type -> recserve.v1.RecommendRequest
+	8,  // 14: recserve.v1.RecommendService.SimilarItems:input_type -> recserve.v1.SimilarItemsRequest
+	10, // 15: recserve.v1.RecommendService.BatchRecommend:input_type -> recserve.v1.BatchRecommendRequest
+	7,  // 16: recserve.v1.RecommendService.Recommend:output_type -> recserve.v1.RecommendResponse
+	9,  // 17: recserve.v1.RecommendService.SimilarItems:output_type -> recserve.v1.SimilarItemsResponse
+	12, // 18: recserve.v1.RecommendService.BatchRecommend:output_type -> recserve.v1.BatchRecommendResponse
+	16, // [16:19] is the sub-list for method output_type
+	13, // [13:16] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_recserve_v1_recommend_proto_init() }
@@ -910,15 +1199,17 @@ func file_recserve_v1_recommend_proto_init() {
 		return
 	}
 	file_recserve_v1_recommend_proto_msgTypes[1].OneofWrappers = []any{}
-	file_recserve_v1_recommend_proto_msgTypes[4].OneofWrappers = []any{}
-	file_recserve_v1_recommend_proto_msgTypes[6].OneofWrappers = []any{}
+	file_recserve_v1_recommend_proto_msgTypes[2].OneofWrappers = []any{}
+	file_recserve_v1_recommend_proto_msgTypes[3].OneofWrappers = []any{}
+	file_recserve_v1_recommend_proto_msgTypes[7].OneofWrappers = []any{}
+	file_recserve_v1_recommend_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recserve_v1_recommend_proto_rawDesc), len(file_recserve_v1_recommend_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
