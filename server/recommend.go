@@ -276,11 +276,10 @@ func (s *snapshot) recommendRanked(q userQuery, n int, filter *recservev1.Filter
 		if !q.includeSeen {
 			f.excludeSeen(s.bundle.Seen(int(u)))
 		}
-		v := s.userVector(u)
-		return rk.rank(f, v, s.search(v, k, f), n), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_MODEL
+		return s.rankRetrieved(rk, f, s.userVector(u), k, n), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_MODEL
 	case len(q.online.Recent) > 0:
 		if v := s.foldIn(q.online.Recent); v != nil {
-			return rk.rank(f, v, s.search(v, k, f), n), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_FOLD_IN
+			return s.rankRetrieved(rk, f, v, k, n), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_FOLD_IN
 		}
 	}
 	var hits []index.Result
@@ -294,6 +293,49 @@ func (s *snapshot) recommendRanked(q userQuery, n int, filter *recservev1.Filter
 	}
 	return rk.rank(f, nil, hits, n), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_POPULARITY
 }
+
+// rankRetrieved retrieves k candidates for q and re-ranks them into n items.
+// When a category cap leaves fewer than n, it retrieves k more from the
+// categories not yet full, up to maxRefills times, so that a cap shortens
+// the list only when the allowed catalog runs out.
+func (s *snapshot) rankRetrieved(rk *ranker, f *itemFilter, q []float32, k, n int) []*recservev1.ScoredItem {
+	hits := s.search(q, k, f)
+	out := rk.rank(f, q, hits, n)
+	limit := int(rk.r.GetMaxPerCategory())
+	for range maxRefills {
+		if limit == 0 || len(out) >= n {
+			break
+		}
+		g := *f // the same rules, and the full categories and retrieved items excluded
+		g.excludeCat = make([]bool, len(f.cats.names))
+		copy(g.excludeCat, f.excludeCat)
+		per := map[int32]int{}
+		for _, it := range out {
+			if row, ok := f.row(it.GetItemId()); ok && it.GetPlacement() == "" {
+				if per[f.category(row)]++; per[f.category(row)] >= limit && int(f.category(row)) < len(g.excludeCat) {
+					g.excludeCat[f.category(row)] = true
+				}
+			}
+		}
+		g.excludeItems = make(map[int32]struct{}, len(f.excludeItems)+len(hits))
+		for id := range f.excludeItems {
+			g.excludeItems[id] = struct{}{}
+		}
+		for _, h := range hits {
+			g.excludeItems[h.ID] = struct{}{}
+		}
+		more := s.search(q, k, &g)
+		if len(more) == 0 {
+			break
+		}
+		hits = append(hits, more...)
+		out = rk.rank(f, q, hits, n)
+	}
+	return out
+}
+
+// maxRefills bounds the extra retrievals a category cap may cause.
+const maxRefills = 3
 
 // search retrieves the best n items for q that f allows: from the version's
 // index and from the items added to the catalog since.

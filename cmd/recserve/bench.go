@@ -38,6 +38,8 @@ type benchConfig struct {
 	catalogRate  float64  // availability changes per second in a catalog phase after the steady one (0: none)
 	catalogKafka bool     // the catalog phase's changes travel through an embedded Kafka broker
 	catalogCycle time.Duration
+	ranking      string // protojson of a recserve.v1.Ranking sent in every other rankingCycle
+	rankingCycle time.Duration
 }
 
 func runBench(ctx context.Context, args []string) error {
@@ -75,6 +77,8 @@ func runBench(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.timeline, "timeline", "", "write the latencies of every 100 ms of the run (requests, p50, p99, max, send lag p99) to this file, as tab-separated text")
 	fs.Float64Var(&cfg.catalogRate, "catalog-rate", 0, "after the steady phase, a catalog phase of -duration applying this many availability changes per second (batches of 1000) while probing change-to-effect latency (0: none)")
 	fs.DurationVar(&cfg.catalogCycle, "catalog-cycle", 5*time.Second, "in the catalog phase, alternate changes for this long with none for this long, and compare the latencies of the two (0: changes throughout)")
+	fs.StringVar(&cfg.ranking, "ranking", "", `re-ranking to compare with plain requests, as JSON of recserve.v1.Ranking, e.g. '{"diversityLambda":0.3,"explorationShare":0.1}': sent in every other -ranking-cycle of the steady phase`)
+	fs.DurationVar(&cfg.rankingCycle, "ranking-cycle", 5*time.Second, "with -ranking: how long each stretch of ranked or plain requests lasts")
 	fs.BoolVar(&cfg.catalogKafka, "catalog-kafka", false, "the catalog changes travel through a Kafka broker (kfake, in a process of its own) that the server consumes, as in production; else the server applies them itself")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator (this process) to this file; -serve-flag=-cpuprofile=F profiles the server")
 	fs.Func("serve-flag", "extra flag for the child server, e.g. -serve-flag=-ef-search=32 (repeatable)", func(s string) error {
@@ -113,6 +117,8 @@ func (cfg benchConfig) checkLoad() error {
 		return fmt.Errorf("bench serve: -catalog-rate is %v, want 0 or a positive number", cfg.catalogRate)
 	case cfg.catalogRate > 0 && cfg.swap:
 		return fmt.Errorf("bench serve: -catalog-rate and -swap measure one thing at a time")
+	case cfg.ranking != "" && cfg.rankingCycle <= 0:
+		return fmt.Errorf("bench serve: -ranking-cycle is %v, want more than 0", cfg.rankingCycle)
 	}
 	return nil
 }

@@ -260,3 +260,30 @@ func TestBenchServeCatalog(t *testing.T) {
 		t.Errorf("report lacks the catalog rows:\n%s", out.String())
 	}
 }
+
+// TestBenchServeRanking: with -ranking the steady phase alternates ranked and
+// plain requests and reports both.
+func TestBenchServeRanking(t *testing.T) {
+	t.Setenv("RECSERVE_TEST_MAIN", "1")
+	cfg := benchConfig{
+		gen:      genOptions{Users: 1000, Items: 1000, Dim: 16, Clusters: 20, Noise: 0.1, Categories: 5, Seen: 3, Seed: 1},
+		dir:      t.TempDir(),
+		duration: 2 * time.Second, concurrency: 8, conns: 1, n: 10, rate: 100, timeout: 10 * time.Second,
+		prebuild: true, startTimeout: time.Minute, poll: time.Second,
+		ranking: `{"diversityLambda":0.3,"maxPerCategory":3,"explorationShare":0.1}`, rankingCycle: 500 * time.Millisecond,
+	}
+	var out bytes.Buffer
+	res, err := benchServe(context.Background(), cfg, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + out.String())
+	for name, w := range map[string]window{"plain": res.plain, "ranked": res.ranked} {
+		if w.requests < 50 || w.failed() != 0 || w.short != 0 {
+			t.Errorf("%s: %d requests, errors %v, %d short", name, w.requests, w.errors, w.short)
+		}
+	}
+	if !strings.Contains(out.String(), "p99 ranked") {
+		t.Errorf("report lacks the ranking comparison:\n%s", out.String())
+	}
+}

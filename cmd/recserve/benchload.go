@@ -40,6 +40,9 @@ type loadGen struct {
 	timeout time.Duration
 	workers int     // requests in flight at most
 	rate    float64 // requests per second; 0: closed loop
+	// ranking, when set, is sent in every other rankCycle of the run (ranked).
+	ranking   *recservev1.Ranking
+	rankCycle time.Duration
 	// newVersion, when set, is watched for: the first response from it is recorded.
 	newVersion string
 	firstNew   atomic.Int64 // completion time (ns since start) of the first such response, or 0
@@ -145,12 +148,19 @@ func (g *loadGen) schedule(ctx context.Context) {
 
 func (g *loadGen) now() int64 { return time.Since(g.start).Nanoseconds() }
 
+// ranked reports whether a request due at (ns since start) carries the ranking:
+// in the odd cycles.
+func (g *loadGen) ranked(at int64) bool { return at/g.rankCycle.Nanoseconds()%2 == 1 }
+
 // send sends a request for a random user on c (see h2conn.send), due at at
 // (-1: now, closed loop). A request that cannot be sent fails at once and
 // gives up its place.
 func (g *loadGen) send(c *h2conn, at int64, flush bool) {
 	n := g.n
 	req := &recservev1.RecommendRequest{UserId: benchUserID(rand.IntN(g.users)), N: &n}
+	if g.ranking != nil && g.ranked(g.now()) {
+		req.Ranking = g.ranking
+	}
 	// The message after gRPC's prefix: not compressed, and its length.
 	msg, err := proto.MarshalOptions{}.MarshalAppend(make([]byte, 5, 32), req)
 	if err != nil {

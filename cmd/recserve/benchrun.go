@@ -12,6 +12,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 )
 
 // loadGCPercent is the load generator's GOGC while it drives the load.
@@ -31,6 +35,8 @@ type benchResult struct {
 	versionsAtEnd          int
 	// CPU time the server and the load generator (this process) used in the steady phase.
 	serverCPU, loadCPU time.Duration
+	// With -ranking: the steady phase's plain and ranked requests.
+	plain, ranked window
 	// With -catalog-rate: the catalog phase and what it applied; with
 	// -catalog-cycle its stretches with changes and without.
 	catalogWindow, catalogOn, catalogOff window
@@ -114,7 +120,13 @@ func benchServe(ctx context.Context, cfg benchConfig, out io.Writer) (*benchResu
 	// at 400 and 1.1–1.5 at 800 but for one stall of the whole guest;
 	// BENCHMARKS.md).
 	defer debug.SetGCPercent(debug.SetGCPercent(loadGCPercent))
-	g := &loadGen{users: cfg.gen.Users, n: int32(cfg.n), timeout: cfg.timeout, workers: cfg.concurrency, rate: cfg.rate}
+	g := &loadGen{users: cfg.gen.Users, n: int32(cfg.n), timeout: cfg.timeout, workers: cfg.concurrency, rate: cfg.rate, rankCycle: cfg.rankingCycle}
+	if cfg.ranking != "" {
+		g.ranking = new(recservev1.Ranking)
+		if err := protojson.Unmarshal([]byte(cfg.ranking), g.ranking); err != nil {
+			return nil, fmt.Errorf("bench serve: -ranking: %w", err)
+		}
+	}
 	if err := g.dial(addr, cfg.conns); err != nil {
 		return nil, err
 	}
@@ -211,6 +223,16 @@ func drive(ctx context.Context, cfg benchConfig, g *loadGen, srv *child, addr st
 			return nil, err
 		}
 	}
+	if g.ranking != nil {
+		steadyEnd := end
+		if cfg.catalogRate > 0 {
+			steadyEnd = catFrom
+		} else if cfg.swap {
+			steadyEnd = published
+		}
+		res.plain = summarizeWhere(samples, 0, steadyEnd, func(at int64) bool { return !g.ranked(at) })
+		res.ranked = summarizeWhere(samples, 0, steadyEnd, g.ranked)
+	}
 	if cfg.catalogRate > 0 {
 		res.steady = summarize(samples, 0, catFrom)
 		res.catalogWindow = summarize(samples, catFrom, end)
@@ -257,6 +279,10 @@ func report(w io.Writer, cfg benchConfig, r *benchResult) {
 			ms(x.quantile(0.5)), ms(x.quantile(0.9)), ms(x.quantile(0.99)), ms(x.quantile(0.999)), ms(x.quantile(1)), versionText(x))
 	}
 	row("steady", r.steady)
+	if cfg.ranking != "" {
+		row("steady: plain", r.plain)
+		row("steady: ranked", r.ranked)
+	}
 	if cfg.catalogRate > 0 {
 		row("catalog", r.catalogWindow)
 		if cfg.catalogCycle > 0 {
@@ -281,6 +307,10 @@ func report(w io.Writer, cfg benchConfig, r *benchResult) {
 	if cfg.rate > 0 {
 		fmt.Fprintf(w, "open loop: the load generator sent requests after they were due by p50 %s, p99 %s, p99.9 %s in the steady phase (included in the latencies above)\n",
 			ms(quantile(r.steady.lag, 0.5)), ms(quantile(r.steady.lag, 0.99)), ms(quantile(r.steady.lag, 0.999)))
+	}
+	if cfg.ranking != "" {
+		fmt.Fprintf(w, "ranking %s, alternating every %s: p99 ranked %s vs plain %s (%.2fx)\n", cfg.ranking, cfg.rankingCycle,
+			ms(r.ranked.quantile(0.99)), ms(r.plain.quantile(0.99)), float64(r.ranked.quantile(0.99))/float64(max(r.plain.quantile(0.99), 1)))
 	}
 	if c := r.catalog; c != nil {
 		path := "applied by the server"
