@@ -10,6 +10,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/recserve/recserve/index"
 )
 
 // Placements say how an item got its place when not by its score.
@@ -225,8 +227,10 @@ func newPicker(in Input, cfg Config, cands []Item) *picker {
 		p.maxSim = make([]float64, len(cands))
 		p.norm = make([]float64, len(cands))
 		hi, lo := float64(cands[0].Score), float64(cands[len(cands)-1].Score)
+		dim := len(in.Vector(cands[0].Row))
+		slab := make([]float32, len(cands)*dim) // one allocation for all of them
 		for i, c := range cands {
-			p.vecs[i] = normalized(in.Vector(c.Row))
+			p.vecs[i] = normalize(slab[i*dim:(i+1)*dim:(i+1)*dim], in.Vector(c.Row))
 			if hi > lo {
 				p.norm[i] = (float64(c.Score) - lo) / (hi - lo)
 			} else {
@@ -237,12 +241,10 @@ func newPicker(in Input, cfg Config, cands []Item) *picker {
 	return p
 }
 
-func normalized(v []float32) []float32 {
-	var ss float64
-	for _, x := range v {
-		ss += float64(x) * float64(x)
-	}
-	out := make([]float32, len(v))
+// normalize writes v scaled to unit length into out (zeros for a zero v)
+// and returns out.
+func normalize(out, v []float32) []float32 {
+	ss := float64(index.Dot(v, v))
 	if ss == 0 {
 		return out
 	}
@@ -253,13 +255,8 @@ func normalized(v []float32) []float32 {
 	return out
 }
 
-func dot(a, b []float32) float64 {
-	var s float64
-	for i := range min(len(a), len(b)) {
-		s += float64(a[i]) * float64(b[i])
-	}
-	return s
-}
+// dot is the inner product of two unit vectors, with the index's kernel.
+func dot(a, b []float32) float64 { return float64(index.Dot(a, b)) }
 
 func (p *picker) capped(c Item) bool { return p.cap > 0 && p.perCat[c.Category] >= p.cap }
 

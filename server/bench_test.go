@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/recserve/recserve/online"
+	"google.golang.org/protobuf/proto"
+
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 	"github.com/recserve/recserve/registry"
 )
@@ -20,9 +22,16 @@ import (
 // in-process online store, OpenTelemetry SDK metrics) through the gRPC
 // interceptors, without the network, so that allocations and CPU profiles show
 // the server's own cost per request.
+//
+// The ranked variant adds diversity (MMR, lambda 0.3) and exploration (10%).
 func BenchmarkRecommend(b *testing.B) {
-	for _, items := range []int{20_000} {
-		b.Run(fmt.Sprintf("items=%d", items), func(b *testing.B) {
+	variants := []struct {
+		name    string
+		ranking *recservev1.Ranking
+	}{{"items=20000", nil}, {"items=20000/ranked", &recservev1.Ranking{DiversityLambda: proto.Float64(0.3), ExplorationShare: proto.Float64(0.1)}}}
+	for _, v := range variants {
+		items := 20_000
+		b.Run(v.name, func(b *testing.B) {
 			reg, err := registry.Open(b.TempDir())
 			if err != nil {
 				b.Fatal(err)
@@ -49,7 +58,7 @@ func BenchmarkRecommend(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				i := 0
 				for pb.Next() {
-					req := &recservev1.RecommendRequest{UserId: fmt.Sprintf("u%d", i%10_000), N: &n}
+					req := &recservev1.RecommendRequest{UserId: fmt.Sprintf("u%d", i%10_000), N: &n, Ranking: v.ranking}
 					i += 7919
 					resp, err := s.measureUnary(context.Background(), req, info, handler)
 					if err != nil || len(resp.(*recservev1.RecommendResponse).GetItems()) != 20 {

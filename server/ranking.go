@@ -15,7 +15,7 @@ import (
 // candidates per response item (at least n + pinned + exploration slots, at
 // most MaxN*RerankCandidates) and ranks them down to n.
 const (
-	RerankCandidates    = 4
+	RerankCandidates    = 2
 	MaxBoosts           = 100
 	MaxPinned           = 100
 	MaxPerCategoryLimit = 1000

@@ -87,7 +87,7 @@ func TestRankingBoost(t *testing.T) {
 		t.Fatalf("score %v, retrieval %v: want +1000", got[0].GetScore(), got[0].GetRetrievalScore())
 	}
 	// An attribute set in the run-time catalog.
-	target := plain[20]
+	target := plain[15] // among the 2n candidates of n 10, not in the plain top 10
 	if _, err := catalogClient(f).UpsertItems(context.Background(), &recservev1.UpsertItemsRequest{Items: []*recservev1.CatalogItem{
 		{ItemId: target.GetItemId(), Category: target.GetCategory(), Attributes: map[string]string{"promo": "yes"}}}}); err != nil {
 		t.Fatal(err)
@@ -140,14 +140,14 @@ func TestRankingPinned(t *testing.T) {
 func TestRankingExploration(t *testing.T) {
 	f := newFixture(t, Options{Index: index.Options{Kind: index.KindExact}, Online: online.NewMemory()})
 	f.publish(t, testBundle("m", 30, 400, 8, 63))
-	cands := rankedRecommend(t, f, "u5", 40, nil) // the candidates of n 10: 4 per item
+	cands := rankedRecommend(t, f, "u5", 10*RerankCandidates, nil) // the candidates of n 10
 	var evs []*recservev1.Event
 	impressions := func(id string, k int) {
 		for range k {
 			evs = append(evs, &recservev1.Event{EventId: fmt.Sprintf("e%d", len(evs)), UserId: "x", ItemId: id, Type: recservev1.EventType_EVENT_TYPE_IMPRESSION})
 		}
 	}
-	x, y := cands[25].GetItemId(), cands[33].GetItemId()
+	x, y := cands[12].GetItemId(), cands[17].GetItemId()
 	for _, it := range cands {
 		if id := it.GetItemId(); id != x && id != y {
 			impressions(id, rank.DefaultExplorationThreshold)
