@@ -5,9 +5,9 @@ package gateway
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
-	_ "embed"
 	"fmt"
 	"io"
 	"net/http"
