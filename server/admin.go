@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
@@ -139,6 +140,41 @@ func (a *adminService) Rollback(ctx context.Context, req *recservev1.RollbackReq
 	return &recservev1.RollbackResponse{Model: st}, toStatus(err)
 }
 
+// SetRanking sets (or, empty, clears) the model's default re-ranking.
+func (a *adminService) SetRanking(ctx context.Context, req *recservev1.SetRankingRequest) (*recservev1.SetRankingResponse, error) {
+	if _, err := a.s.versionsOf(req.GetModel()); err != nil {
+		return nil, toStatus(err)
+	}
+	r := req.GetRanking()
+	if err := validateRanking(r, MaxN); err != nil {
+		return nil, toStatus(err)
+	}
+	var raw []byte
+	if rankingActive(r) {
+		var err error
+		if raw, err = protojson.Marshal(r); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	_, err := a.s.models.update(req.GetModel(), func(st *rollout, now time.Time) error {
+		st.Ranking = raw
+		reason := "cleared"
+		if raw != nil {
+			reason = string(raw)
+		}
+		st.log(now, "ranking", "", reason)
+		return nil
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	m, err := a.s.modelStatus(req.GetModel())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &recservev1.SetRankingResponse{Model: m}, nil
+}
+
 func (a *adminService) Pin(ctx context.Context, req *recservev1.PinRequest) (*recservev1.PinResponse, error) {
 	versions, err := a.s.versionsOf(req.GetModel())
 	if err != nil {
@@ -242,7 +278,7 @@ func (s *Server) modelStatus(name string) (*recservev1.ModelStatus, error) {
 		PolicyStep: int32(st.Step), Waiting: s.models.waitingFor(name),
 	}
 	if v != nil {
-		out.StableVersion = v.stable.version
+		out.StableVersion, out.Ranking = v.stable.version, v.ranking
 	}
 	for key, why := range s.models.failures() {
 		if model, version, _ := strings.Cut(key, "/"); model == name {

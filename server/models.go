@@ -15,10 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/recserve/recserve/index"
 	"github.com/recserve/recserve/internal/background"
 	"github.com/recserve/recserve/internal/hugepage"
 	"github.com/recserve/recserve/internal/memlimit"
+	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 	"github.com/recserve/recserve/registry"
 )
 
@@ -464,6 +467,14 @@ func (m *models) publishLocked(name string) {
 	st := m.stateLocked(name)
 	loaded := m.loaded[name]
 	v := &view{name: name, loaded: make(map[string]*snapshot, len(loaded)), salt: st.Salt, shadow: st.ShadowFraction}
+	if len(st.Ranking) > 0 {
+		r := new(recservev1.Ranking)
+		if err := protojson.Unmarshal(st.Ranking, r); err != nil {
+			m.log.Error("model's default ranking ignored: not a recserve.v1.Ranking", "model", name, "err", err)
+		} else {
+			v.ranking, v.rankingKey = r, string(st.Ranking)
+		}
+	}
 	maps.Copy(v.loaded, loaded)
 	var waiting []string
 	v.stable = newestOf(loaded)

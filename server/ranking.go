@@ -102,6 +102,35 @@ type ranker struct {
 	attrs    func(id string) map[string]string
 }
 
+// withDefaults returns the request's ranking with every rule it leaves unset
+// taken from the model's default def (nil: none).
+func withDefaults(r, def *recservev1.Ranking) *recservev1.Ranking {
+	if def == nil {
+		return r
+	}
+	if r == nil {
+		return def
+	}
+	out := &recservev1.Ranking{DiversityLambda: r.DiversityLambda, MaxPerCategory: r.MaxPerCategory, ExplorationShare: r.ExplorationShare,
+		Boosts: r.GetBoosts(), Pinned: r.GetPinned()}
+	if out.DiversityLambda == nil {
+		out.DiversityLambda = def.DiversityLambda
+	}
+	if out.MaxPerCategory == nil {
+		out.MaxPerCategory = def.MaxPerCategory
+	}
+	if out.ExplorationShare == nil {
+		out.ExplorationShare = def.ExplorationShare
+	}
+	if len(out.Boosts) == 0 {
+		out.Boosts = def.GetBoosts()
+	}
+	if len(out.Pinned) == 0 {
+		out.Pinned = def.GetPinned()
+	}
+	return out
+}
+
 // ranker returns the re-ranking of a request for model, nil when it has none.
 func (s *Server) ranker(model string, r *recservev1.Ranking) *ranker {
 	if !rankingActive(r) {

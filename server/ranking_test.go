@@ -300,3 +300,52 @@ func TestRankingInvalid(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestModelDefaultRanking: SetRanking gives requests that leave a rule unset
+// the model's default, survives in the registry for other replicas, shows in
+// GetModel, is validated, and clears.
+func TestModelDefaultRanking(t *testing.T) {
+	f := newFixture(t, Options{Index: index.Options{Kind: index.KindExact}})
+	f.publish(t, testBundle("m", 30, 400, 8, 65))
+	admin := recservev1.NewModelAdminServiceClient(f.conn)
+	ctx := context.Background()
+	maxCat := func(items []*recservev1.ScoredItem) int {
+		most := 0
+		for _, k := range perCategory(items) {
+			most = max(most, k)
+		}
+		return most
+	}
+	if got := rankedRecommend(t, f, "u1", 10, nil); maxCat(got) < 2 {
+		t.Fatalf("plain answer already has one item per category: %v", ids(got))
+	}
+	resp, err := admin.SetRanking(ctx, &recservev1.SetRankingRequest{Model: "m", Ranking: &recservev1.Ranking{MaxPerCategory: proto.Int32(1)}})
+	if err != nil || resp.GetModel().GetRanking().GetMaxPerCategory() != 1 {
+		t.Fatalf("SetRanking: %v, %v", resp, err)
+	}
+	if got := rankedRecommend(t, f, "u1", 10, nil); maxCat(got) != 1 {
+		t.Fatalf("default cap 1 not applied: %v", ids(got))
+	}
+	// A rule the request sets wins; the others still come from the default.
+	if got := rankedRecommend(t, f, "u1", 10, &recservev1.Ranking{MaxPerCategory: proto.Int32(3)}); maxCat(got) < 2 || maxCat(got) > 3 {
+		t.Fatalf("request cap 3 over default 1: %v", perCategory(got))
+	}
+	if got := rankedRecommend(t, f, "u1", 10, &recservev1.Ranking{DiversityLambda: proto.Float64(0)}); maxCat(got) != 1 {
+		t.Fatalf("request without a cap lost the default cap: %v", perCategory(got))
+	}
+	// Another replica over the same registry adopts it.
+	g := newFixture(t, Options{Registry: f.reg, Index: index.Options{Kind: index.KindExact}})
+	g.refresh(t)
+	if got := rankedRecommend(t, g, "u1", 10, nil); maxCat(got) != 1 {
+		t.Fatalf("second replica ignores the default: %v", perCategory(got))
+	}
+	if _, err := admin.SetRanking(ctx, &recservev1.SetRankingRequest{Model: "m", Ranking: &recservev1.Ranking{DiversityLambda: proto.Float64(2)}}); status.Code(err) != codes.InvalidArgument || violationField(err) != "ranking.diversity_lambda" {
+		t.Fatalf("invalid default: %v", err)
+	}
+	if _, err := admin.SetRanking(ctx, &recservev1.SetRankingRequest{Model: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rankedRecommend(t, f, "u1", 10, nil); maxCat(got) < 2 {
+		t.Fatalf("cleared default still applied: %v", perCategory(got))
+	}
+}

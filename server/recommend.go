@@ -32,8 +32,8 @@ func (s *Server) Recommend(ctx context.Context, req *recservev1.RecommendRequest
 	}
 	markServed(ctx, snap)
 	q := userQuery{id: req.GetUserId(), online: s.onlineUsers(ctx, []string{req.GetUserId()})[0], includeSeen: req.GetIncludeSeen()}
-	rk := s.ranker(snap.model, req.GetRanking())
-	resp, err := s.recommend(ctx, snap, q, n, req, rk)
+	rk := s.ranker(snap.model, withDefaults(req.GetRanking(), v.ranking))
+	resp, err := s.recommend(ctx, snap, q, n, req, rk, v.rankingKey)
 	s.stats.request(snap.model, snap.version, s.opts.Clock(), time.Since(start), err != nil)
 	if err != nil {
 		return nil, toStatus(err)
@@ -46,10 +46,10 @@ func (s *Server) Recommend(ctx context.Context, req *recservev1.RecommendRequest
 
 // recommend answers one user from one snapshot, through the response cache
 // (but for exploration, which is random).
-func (s *Server) recommend(ctx context.Context, snap *snapshot, q userQuery, n int, req *recservev1.RecommendRequest, rk *ranker) (*recservev1.RecommendResponse, error) {
+func (s *Server) recommend(ctx context.Context, snap *snapshot, q userQuery, n int, req *recservev1.RecommendRequest, rk *ranker, rankingKey string) (*recservev1.RecommendResponse, error) {
 	var key string
 	if s.cacheOn() && !rk.explores() { // the key costs a marshal and a hash: only with the cache
-		key = cacheKey(snap, q.online.Gen, s.catalog.stamp(), req)
+		key = cacheKey(snap, q.online.Gen, s.catalog.stamp()+rankingKey, req)
 		if resp := s.cached(ctx, key); resp != nil {
 			resp.RequestId = s.requestID()
 			return resp, nil
@@ -122,7 +122,7 @@ func (s *Server) BatchRecommend(ctx context.Context, req *recservev1.BatchRecomm
 	markServed(ctx, top)
 	users := req.GetUserIds()
 	states := s.onlineUsers(ctx, users)
-	rk := s.ranker(top.model, req.GetRanking())
+	rk := s.ranker(top.model, withDefaults(req.GetRanking(), v.ranking))
 	results := make([]*recservev1.UserRecommendations, len(users))
 	errs := make([]error, len(users))
 	err = parallel.For(ctx, runtime.GOMAXPROCS(0), len(users), func(_, i int) {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"time"
+
+	recservev1 "github.com/recserve/recserve/proto/recserve/v1"
 )
 
 // rollout is a model's persisted rollout state (registry file rollout.json).
@@ -20,6 +22,9 @@ type rollout struct {
 	Step           int        `json:"step,omitempty"`
 	StepStarted    time.Time  `json:"step_started,omitempty"`
 	Decisions      []decision `json:"decisions,omitempty"`
+	// Ranking is the model's default re-ranking, a recserve.v1.Ranking in
+	// protojson (SetRanking); empty: none.
+	Ranking json.RawMessage `json:"ranking,omitempty"`
 }
 
 // policy is an automatic rollout: traffic steps, each held and then judged.
@@ -81,6 +86,10 @@ type view struct {
 	canaryPct float64
 	shadow    float64
 	salt      string
+	// ranking is the model's default re-ranking (nil: none) and rankingKey
+	// its JSON, which cache keys include.
+	ranking    *recservev1.Ranking
+	rankingKey string
 }
 
 // inCanary reports whether a user falls in the canary share: a hash of the salt

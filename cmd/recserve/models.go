@@ -30,6 +30,8 @@ Actions:
   promote MODEL                          make the canary stable
   rollback MODEL [-reason R]             send everyone back to stable
   pin MODEL -version V [-stable]         keep V loaded (and serve it as stable); -version "" unpins
+  ranking MODEL -json '{...}'            the model's default re-ranking, a recserve.v1.Ranking in JSON,
+                                         e.g. '{"maxPerCategory":2,"explorationShare":0.1}'; '{}' clears it
 
 Every action takes -addr (default 127.0.0.1:9090) and -timeout (default 10s).
 `
@@ -58,6 +60,7 @@ func modelsCmd(ctx context.Context, args []string, w io.Writer) error {
 	maxP99 := fs.Float64("max-p99-ratio", 2, "highest canary p99 latency relative to stable")
 	stable := fs.Bool("stable", false, "with pin: also serve the version as stable")
 	reason := fs.String("reason", "", "with rollback: why")
+	rankingJSON := fs.String("json", "", "with ranking: the default re-ranking as JSON of recserve.v1.Ranking ('{}' clears it)")
 	model, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -102,6 +105,12 @@ func modelsCmd(ctx context.Context, args []string, w io.Writer) error {
 		resp, err = admin.Rollback(ctx, &recservev1.RollbackRequest{Model: model, Reason: *reason})
 	case "pin":
 		resp, err = admin.Pin(ctx, &recservev1.PinRequest{Model: model, Version: *version, Stable: *stable})
+	case "ranking":
+		r := new(recservev1.Ranking)
+		if err := protojson.Unmarshal([]byte(*rankingJSON), r); err != nil {
+			return fmt.Errorf("-json: %w", err)
+		}
+		resp, err = admin.SetRanking(ctx, &recservev1.SetRankingRequest{Model: model, Ranking: r})
 	default:
 		fmt.Fprint(os.Stderr, modelsUsage)
 		return fmt.Errorf("models: unknown action %q", action)

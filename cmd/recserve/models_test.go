@@ -88,6 +88,15 @@ func TestModelsCommand(t *testing.T) {
 	if m := run("pin", "m", "-version", "2", "-stable"); m.GetStableVersion() != "2" {
 		t.Fatalf("after pin: %v", m)
 	}
+	if m := run("ranking", "m", "-json", `{"maxPerCategory":2,"explorationShare":0.1}`); m.GetRanking().GetMaxPerCategory() != 2 || m.GetRanking().GetExplorationShare() != 0.1 {
+		t.Fatalf("after ranking: %v", m.GetRanking())
+	}
+	if m := run("ranking", "m", "-json", `{}`); m.GetRanking() != nil {
+		t.Fatalf("after clearing the ranking: %v", m.GetRanking())
+	}
+	if err := modelsCmd(ctx, []string{"ranking", "m", "-json", `{"maxPerCategory":-1}`, "-addr", addr}, io.Discard); err == nil || !strings.Contains(err.Error(), "ranking.max_per_category") {
+		t.Fatalf("invalid ranking: %v", err)
+	}
 	var out bytes.Buffer
 	if err := modelsCmd(ctx, []string{"list", "-addr", addr}, &out); err != nil {
 		t.Fatal(err)

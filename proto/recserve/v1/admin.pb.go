@@ -421,7 +421,9 @@ type ModelStatus struct {
 	Waiting []string `protobuf:"bytes,10,rep,name=waiting,proto3" json:"waiting,omitempty"`
 	// Versions that could not be loaded (corrupt, unreadable) and why; the served
 	// versions keep serving.
-	LoadErrors    []string `protobuf:"bytes,11,rep,name=load_errors,json=loadErrors,proto3" json:"load_errors,omitempty"`
+	LoadErrors []string `protobuf:"bytes,11,rep,name=load_errors,json=loadErrors,proto3" json:"load_errors,omitempty"`
+	// The model's default re-ranking (SetRanking).
+	Ranking       *Ranking `protobuf:"bytes,12,opt,name=ranking,proto3" json:"ranking,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -529,6 +531,13 @@ func (x *ModelStatus) GetWaiting() []string {
 func (x *ModelStatus) GetLoadErrors() []string {
 	if x != nil {
 		return x.LoadErrors
+	}
+	return nil
+}
+
+func (x *ModelStatus) GetRanking() *Ranking {
+	if x != nil {
+		return x.Ranking
 	}
 	return nil
 }
@@ -1115,11 +1124,107 @@ func (x *PinResponse) GetModel() *ModelStatus {
 	return nil
 }
 
+type SetRankingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Ranking       *Ranking               `protobuf:"bytes,2,opt,name=ranking,proto3" json:"ranking,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRankingRequest) Reset() {
+	*x = SetRankingRequest{}
+	mi := &file_recserve_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRankingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRankingRequest) ProtoMessage() {}
+
+func (x *SetRankingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_recserve_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRankingRequest.ProtoReflect.Descriptor instead.
+func (*SetRankingRequest) Descriptor() ([]byte, []int) {
+	return file_recserve_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SetRankingRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *SetRankingRequest) GetRanking() *Ranking {
+	if x != nil {
+		return x.Ranking
+	}
+	return nil
+}
+
+type SetRankingResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         *ModelStatus           `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRankingResponse) Reset() {
+	*x = SetRankingResponse{}
+	mi := &file_recserve_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRankingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRankingResponse) ProtoMessage() {}
+
+func (x *SetRankingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_recserve_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRankingResponse.ProtoReflect.Descriptor instead.
+func (*SetRankingResponse) Descriptor() ([]byte, []int) {
+	return file_recserve_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SetRankingResponse) GetModel() *ModelStatus {
+	if x != nil {
+		return x.Model
+	}
+	return nil
+}
+
 var File_recserve_v1_admin_proto protoreflect.FileDescriptor
 
 const file_recserve_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17recserve/v1/admin.proto\x12\vrecserve.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x02\n" +
+	"\x17recserve/v1/admin.proto\x12\vrecserve.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1brecserve/v1/recommend.proto\"\xf0\x02\n" +
 	"\x0eVersionMetrics\x12\x1a\n" +
 	"\brequests\x18\x01 \x01(\x03R\brequests\x12\x16\n" +
 	"\x06errors\x18\x02 \x01(\x03R\x06errors\x12\x1d\n" +
@@ -1154,7 +1259,7 @@ const file_recserve_v1_admin_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12%\n" +
 	"\x0ecanary_percent\x18\x04 \x01(\x01R\rcanaryPercent\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xc5\x03\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xf5\x03\n" +
 	"\vModelStatus\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12%\n" +
 	"\x0estable_version\x18\x02 \x01(\tR\rstableVersion\x12%\n" +
@@ -1169,7 +1274,8 @@ const file_recserve_v1_admin_proto_rawDesc = "" +
 	"\awaiting\x18\n" +
 	" \x03(\tR\awaiting\x12\x1f\n" +
 	"\vload_errors\x18\v \x03(\tR\n" +
-	"loadErrors\"\x13\n" +
+	"loadErrors\x12.\n" +
+	"\aranking\x18\f \x01(\v2\x14.recserve.v1.RankingR\aranking\"\x13\n" +
 	"\x11ListModelsRequest\"F\n" +
 	"\x12ListModelsResponse\x120\n" +
 	"\x06models\x18\x01 \x03(\v2\x18.recserve.v1.ModelStatusR\x06models\"'\n" +
@@ -1200,7 +1306,12 @@ const file_recserve_v1_admin_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
 	"\x06stable\x18\x03 \x01(\bR\x06stable\"=\n" +
 	"\vPinResponse\x12.\n" +
-	"\x05model\x18\x01 \x01(\v2\x18.recserve.v1.ModelStatusR\x05model2\x8b\x05\n" +
+	"\x05model\x18\x01 \x01(\v2\x18.recserve.v1.ModelStatusR\x05model\"Y\n" +
+	"\x11SetRankingRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12.\n" +
+	"\aranking\x18\x02 \x01(\v2\x14.recserve.v1.RankingR\aranking\"D\n" +
+	"\x12SetRankingResponse\x12.\n" +
+	"\x05model\x18\x01 \x01(\v2\x18.recserve.v1.ModelStatusR\x05model2\x84\x06\n" +
 	"\x11ModelAdminService\x12a\n" +
 	"\n" +
 	"ListModels\x12\x1e.recserve.v1.ListModelsRequest\x1a\x1f.recserve.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
@@ -1209,7 +1320,9 @@ const file_recserve_v1_admin_proto_rawDesc = "" +
 	"\tSetCanary\x12\x1d.recserve.v1.SetCanaryRequest\x1a\x1e.recserve.v1.SetCanaryResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/models/{model}:setCanary\x12k\n" +
 	"\aPromote\x12\x1b.recserve.v1.PromoteRequest\x1a\x1c.recserve.v1.PromoteResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/models/{model}:promote\x12o\n" +
 	"\bRollback\x12\x1c.recserve.v1.RollbackRequest\x1a\x1d.recserve.v1.RollbackResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/models/{model}:rollback\x12[\n" +
-	"\x03Pin\x12\x17.recserve.v1.PinRequest\x1a\x18.recserve.v1.PinResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/models/{model}:pinB;Z9github.com/recserve/recserve/proto/recserve/v1;recservev1b\x06proto3"
+	"\x03Pin\x12\x17.recserve.v1.PinRequest\x1a\x18.recserve.v1.PinResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/models/{model}:pin\x12w\n" +
+	"\n" +
+	"SetRanking\x12\x1e.recserve.v1.SetRankingRequest\x1a\x1f.recserve.v1.SetRankingResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/models/{model}:setRankingB;Z9github.com/recserve/recserve/proto/recserve/v1;recservev1b\x06proto3"
 
 var (
 	file_recserve_v1_admin_proto_rawDescOnce sync.Once
@@ -1223,7 +1336,7 @@ func file_recserve_v1_admin_proto_rawDescGZIP() []byte {
 	return file_recserve_v1_admin_proto_rawDescData
 }
 
-var file_recserve_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_recserve_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_recserve_v1_admin_proto_goTypes = []any{
 	(*VersionMetrics)(nil),        // 0: recserve.v1.VersionMetrics
 	(*VersionStatus)(nil),         // 1: recserve.v1.VersionStatus
@@ -1242,38 +1355,46 @@ var file_recserve_v1_admin_proto_goTypes = []any{
 	(*RollbackResponse)(nil),      // 14: recserve.v1.RollbackResponse
 	(*PinRequest)(nil),            // 15: recserve.v1.PinRequest
 	(*PinResponse)(nil),           // 16: recserve.v1.PinResponse
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*SetRankingRequest)(nil),     // 17: recserve.v1.SetRankingRequest
+	(*SetRankingResponse)(nil),    // 18: recserve.v1.SetRankingResponse
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*Ranking)(nil),               // 20: recserve.v1.Ranking
 }
 var file_recserve_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: recserve.v1.VersionStatus.metrics:type_name -> recserve.v1.VersionMetrics
-	17, // 1: recserve.v1.RolloutDecision.time:type_name -> google.protobuf.Timestamp
+	19, // 1: recserve.v1.RolloutDecision.time:type_name -> google.protobuf.Timestamp
 	1,  // 2: recserve.v1.ModelStatus.versions:type_name -> recserve.v1.VersionStatus
 	2,  // 3: recserve.v1.ModelStatus.policy:type_name -> recserve.v1.RolloutPolicy
 	3,  // 4: recserve.v1.ModelStatus.decisions:type_name -> recserve.v1.RolloutDecision
-	4,  // 5: recserve.v1.ListModelsResponse.models:type_name -> recserve.v1.ModelStatus
-	4,  // 6: recserve.v1.GetModelResponse.model:type_name -> recserve.v1.ModelStatus
-	2,  // 7: recserve.v1.SetCanaryRequest.policy:type_name -> recserve.v1.RolloutPolicy
-	4,  // 8: recserve.v1.SetCanaryResponse.model:type_name -> recserve.v1.ModelStatus
-	4,  // 9: recserve.v1.PromoteResponse.model:type_name -> recserve.v1.ModelStatus
-	4,  // 10: recserve.v1.RollbackResponse.model:type_name -> recserve.v1.ModelStatus
-	4,  // 11: recserve.v1.PinResponse.model:type_name -> recserve.v1.ModelStatus
-	5,  // 12: recserve.v1.ModelAdminService.ListModels:input_type -> recserve.v1.ListModelsRequest
-	7,  // 13: recserve.v1.ModelAdminService.GetModel:input_type -> recserve.v1.GetModelRequest
-	9,  // 14: recserve.v1.ModelAdminService.SetCanary:input_type -> recserve.v1.SetCanaryRequest
-	11, // 15: recserve.v1.ModelAdminService.Promote:input_type -> recserve.v1.PromoteRequest
-	13, // 16: recserve.v1.ModelAdminService.Rollback:input_type -> recserve.v1.RollbackRequest
-	15, // 17: recserve.v1.ModelAdminService.Pin:input_type -> recserve.v1.PinRequest
-	6,  // 18: recserve.v1.ModelAdminService.ListModels:output_type -> recserve.v1.ListModelsResponse
-	8,  // 19: recserve.v1.ModelAdminService.GetModel:output_type -> recserve.v1.GetModelResponse
-	10, // 20: recserve.v1.ModelAdminService.SetCanary:output_type -> recserve.v1.SetCanaryResponse
-	12, // 21: recserve.v1.ModelAdminService.Promote:output_type -> recserve.v1.PromoteResponse
-	14, // 22: recserve.v1.ModelAdminService.Rollback:output_type -> recserve.v1.RollbackResponse
-	16, // 23: recserve.v1.ModelAdminService.Pin:output_type -> recserve.v1.PinResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	20, // 5: recserve.v1.ModelStatus.ranking:type_name -> recserve.v1.Ranking
+	4,  // 6: recserve.v1.ListModelsResponse.models:type_name -> recserve.v1.ModelStatus
+	4,  // 7: recserve.v1.GetModelResponse.model:type_name -> recserve.v1.ModelStatus
+	2,  // 8: recserve.v1.SetCanaryRequest.policy:type_name -> recserve.v1.RolloutPolicy
+	4,  // 9: recserve.v1.SetCanaryResponse.model:type_name -> recserve.v1.ModelStatus
+	4,  // 10: recserve.v1.PromoteResponse.model:type_name -> recserve.v1.ModelStatus
+	4,  // 11: recserve.v1.RollbackResponse.model:type_name -> recserve.v1.ModelStatus
+	4,  // 12: recserve.v1.PinResponse.model:type_name -> recserve.v1.ModelStatus
+	20, // 13: recserve.v1.SetRankingRequest.ranking:type_name -> recserve.v1.Ranking
+	4,  // 14: recserve.v1.SetRankingResponse.model:type_name -> recserve.v1.ModelStatus
+	5,  // 15: recserve.v1.ModelAdminService.ListModels:input_type -> recserve.v1.ListModelsRequest
+	7,  // 16: recserve.v1.ModelAdminService.GetModel:input_type -> recserve.v1.GetModelRequest
+	9,  // 17: recserve.v1.ModelAdminService.SetCanary:input_type -> recserve.v1.SetCanaryRequest
+	11, // 18: recserve.v1.ModelAdminService.Promote:input_type -> recserve.v1.PromoteRequest
+	13, // 19: recserve.v1.ModelAdminService.Rollback:input_type -> recserve.v1.RollbackRequest
+	15, // 20: recserve.v1.ModelAdminService.Pin:input_type -> recserve.v1.PinRequest
+	17, // 21: recserve.v1.ModelAdminService.SetRanking:input_type -> recserve.v1.SetRankingRequest
+	6,  // 22: recserve.v1.ModelAdminService.ListModels:output_type -> recserve.v1.ListModelsResponse
+	8,  // 23: recserve.v1.ModelAdminService.GetModel:output_type -> recserve.v1.GetModelResponse
+	10, // 24: recserve.v1.ModelAdminService.SetCanary:output_type -> recserve.v1.SetCanaryResponse
+	12, // 25: recserve.v1.ModelAdminService.Promote:output_type -> recserve.v1.PromoteResponse
+	14, // 26: recserve.v1.ModelAdminService.Rollback:output_type -> recserve.v1.RollbackResponse
+	16, // 27: recserve.v1.ModelAdminService.Pin:output_type -> recserve.v1.PinResponse
+	18, // 28: recserve.v1.ModelAdminService.SetRanking:output_type -> recserve.v1.SetRankingResponse
+	22, // [22:29] is the sub-list for method output_type
+	15, // [15:22] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_recserve_v1_admin_proto_init() }
@@ -1281,13 +1402,14 @@ func file_recserve_v1_admin_proto_init() {
 	if File_recserve_v1_admin_proto != nil {
 		return
 	}
+	file_recserve_v1_recommend_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recserve_v1_admin_proto_rawDesc), len(file_recserve_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

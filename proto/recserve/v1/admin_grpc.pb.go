@@ -25,6 +25,7 @@ const (
 	ModelAdminService_Promote_FullMethodName    = "/recserve.v1.ModelAdminService/Promote"
 	ModelAdminService_Rollback_FullMethodName   = "/recserve.v1.ModelAdminService/Rollback"
 	ModelAdminService_Pin_FullMethodName        = "/recserve.v1.ModelAdminService/Pin"
+	ModelAdminService_SetRanking_FullMethodName = "/recserve.v1.ModelAdminService/SetRanking"
 )
 
 // ModelAdminServiceClient is the client API for ModelAdminService service.
@@ -48,6 +49,10 @@ type ModelAdminServiceClient interface {
 	// Pin keeps a version loaded (and, with stable = true, makes it stable) regardless
 	// of newer versions; unpin with an empty version.
 	Pin(ctx context.Context, in *PinRequest, opts ...grpc.CallOption) (*PinResponse, error)
+	// SetRanking sets the model's default re-ranking: requests take each rule
+	// they leave unset from it. An empty ranking clears it. Every replica adopts
+	// it on its next poll; no redeploy.
+	SetRanking(ctx context.Context, in *SetRankingRequest, opts ...grpc.CallOption) (*SetRankingResponse, error)
 }
 
 type modelAdminServiceClient struct {
@@ -118,6 +123,16 @@ func (c *modelAdminServiceClient) Pin(ctx context.Context, in *PinRequest, opts 
 	return out, nil
 }
 
+func (c *modelAdminServiceClient) SetRanking(ctx context.Context, in *SetRankingRequest, opts ...grpc.CallOption) (*SetRankingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetRankingResponse)
+	err := c.cc.Invoke(ctx, ModelAdminService_SetRanking_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ModelAdminServiceServer is the server API for ModelAdminService service.
 // All implementations must embed UnimplementedModelAdminServiceServer
 // for forward compatibility.
@@ -139,6 +154,10 @@ type ModelAdminServiceServer interface {
 	// Pin keeps a version loaded (and, with stable = true, makes it stable) regardless
 	// of newer versions; unpin with an empty version.
 	Pin(context.Context, *PinRequest) (*PinResponse, error)
+	// SetRanking sets the model's default re-ranking: requests take each rule
+	// they leave unset from it. An empty ranking clears it. Every replica adopts
+	// it on its next poll; no redeploy.
+	SetRanking(context.Context, *SetRankingRequest) (*SetRankingResponse, error)
 	mustEmbedUnimplementedModelAdminServiceServer()
 }
 
@@ -166,6 +185,9 @@ func (UnimplementedModelAdminServiceServer) Rollback(context.Context, *RollbackR
 }
 func (UnimplementedModelAdminServiceServer) Pin(context.Context, *PinRequest) (*PinResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Pin not implemented")
+}
+func (UnimplementedModelAdminServiceServer) SetRanking(context.Context, *SetRankingRequest) (*SetRankingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetRanking not implemented")
 }
 func (UnimplementedModelAdminServiceServer) mustEmbedUnimplementedModelAdminServiceServer() {}
 func (UnimplementedModelAdminServiceServer) testEmbeddedByValue()                           {}
@@ -296,6 +318,24 @@ func _ModelAdminService_Pin_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ModelAdminService_SetRanking_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetRankingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ModelAdminServiceServer).SetRanking(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ModelAdminService_SetRanking_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ModelAdminServiceServer).SetRanking(ctx, req.(*SetRankingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ModelAdminService_ServiceDesc is the grpc.ServiceDesc for ModelAdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -326,6 +366,10 @@ var ModelAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Pin",
 			Handler:    _ModelAdminService_Pin_Handler,
+		},
+		{
+			MethodName: "SetRanking",
+			Handler:    _ModelAdminService_SetRanking_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
