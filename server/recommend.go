@@ -238,11 +238,8 @@ type userQuery struct {
 
 // recommend retrieves a user's items. A user the model does not know is folded in
 // from their recent events, or gets popular items when there are none. With a
-// ranker, it retrieves more candidates and re-ranks them to n.
+// ranker, it retrieves rk.candidates(n) items and re-ranks them to n.
 func (s *snapshot) recommend(q userQuery, n int, filter *recservev1.Filter, rk *ranker) ([]*recservev1.ScoredItem, recservev1.RecommendationSource) {
-	if rk != nil {
-		return s.recommendRanked(q, n, filter, rk)
-	}
 	f := compileFilter(s, filter)
 	if !q.includeSeen {
 		f.excludeOnline(q.online.Seen)
@@ -253,45 +250,26 @@ func (s *snapshot) recommend(q userQuery, n int, filter *recservev1.Filter, rk *
 		if !q.includeSeen {
 			f.excludeSeen(s.bundle.Seen(int(u)))
 		}
-		return s.scored(s.search(s.userVector(u), n, f), f), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_MODEL
+		return s.retrieve(rk, f, s.userVector(u), n), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_MODEL
 	case len(q.online.Recent) > 0:
 		if v := s.foldIn(q.online.Recent); v != nil {
-			return s.scored(s.search(v, n, f), f), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_FOLD_IN
+			return s.retrieve(rk, f, v, n), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_FOLD_IN
 		}
 	}
-	return s.popularItems(n, f), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_POPULARITY
-}
-
-// recommendRanked is recommend with re-ranking: the same retrieval, of
-// rk.candidates(n) items, then rk.rank.
-func (s *snapshot) recommendRanked(q userQuery, n int, filter *recservev1.Filter, rk *ranker) ([]*recservev1.ScoredItem, recservev1.RecommendationSource) {
-	f := compileFilter(s, filter)
-	if !q.includeSeen {
-		f.excludeOnline(q.online.Seen)
-	}
-	k := rk.candidates(n)
-	u, known := s.userRow.Row(q.id)
-	switch {
-	case known:
-		if !q.includeSeen {
-			f.excludeSeen(s.bundle.Seen(int(u)))
-		}
-		return s.rankRetrieved(rk, f, s.userVector(u), k, n), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_MODEL
-	case len(q.online.Recent) > 0:
-		if v := s.foldIn(q.online.Recent); v != nil {
-			return s.rankRetrieved(rk, f, v, k, n), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_FOLD_IN
-		}
-	}
-	var hits []index.Result
-	for i, it := range s.popular {
-		if len(hits) == k {
-			break
-		}
-		if f.allow(it) {
-			hits = append(hits, index.Result{ID: it, Score: s.popScore[i]})
-		}
+	hits := s.popularHits(rk.candidates(n), f)
+	if rk == nil {
+		return s.scored(hits, f), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_POPULARITY
 	}
 	return rk.rank(f, nil, hits, n), recservev1.RecommendationSource_RECOMMENDATION_SOURCE_POPULARITY
+}
+
+// retrieve returns the best n items for q that f allows, re-ranked by rk
+// when there is one.
+func (s *snapshot) retrieve(rk *ranker, f *itemFilter, q []float32, n int) []*recservev1.ScoredItem {
+	if rk == nil {
+		return s.scored(s.search(q, n, f), f)
+	}
+	return s.rankRetrieved(rk, f, q, rk.candidates(n), n)
 }
 
 // rankRetrieved retrieves k candidates for q and re-ranks them into n items.
@@ -368,15 +346,16 @@ func (s *snapshot) foldIn(recent []online.Interaction) []float32 {
 	return s.folder.FoldIn(rows, ws)
 }
 
-// popularItems returns the n most popular items that pass f.
-func (s *snapshot) popularItems(n int, f *itemFilter) []*recservev1.ScoredItem {
-	out := make([]*recservev1.ScoredItem, 0, n)
+// popularHits returns the n most popular items that pass f, with their
+// share of training interactions as the score.
+func (s *snapshot) popularHits(n int, f *itemFilter) []index.Result {
+	out := make([]index.Result, 0, n)
 	for i, it := range s.popular {
 		if len(out) == n {
 			break
 		}
 		if f.allow(it) {
-			out = append(out, s.item(it, s.popScore[i], f))
+			out = append(out, index.Result{ID: it, Score: s.popScore[i]})
 		}
 	}
 	return out
@@ -392,12 +371,6 @@ func (s *snapshot) scored(hits []index.Result, f *itemFilter) []*recservev1.Scor
 		out[i] = &slab[i]
 	}
 	return out
-}
-
-func (s *snapshot) item(row int32, score float32, f *itemFilter) *recservev1.ScoredItem {
-	it := &recservev1.ScoredItem{Score: score}
-	f.describe(it, row)
-	return it
 }
 
 // describe fills in the id, category and origin of item row.
