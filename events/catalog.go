@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -70,7 +69,7 @@ func ConsumeCatalog(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h
 		})
 		recs := decodeCatalog(fetches, log)
 		if len(recs) > 0 {
-			if err := retry(ctx, log, func() error { return handle(ctx, recs) }); err != nil {
+			if err := Retry(ctx, log, "applying catalog records failed; retrying", func() error { return handle(ctx, recs) }, "records", len(recs)); err != nil {
 				return nil // ctx is done
 			}
 		}
@@ -90,27 +89,6 @@ func ConsumeCatalog(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, h
 			case <-time.After(errorBackoff):
 			}
 		}
-	}
-}
-
-// retry calls fn until it succeeds or ctx is done (then it returns ctx's error).
-func retry(ctx context.Context, log *slog.Logger, fn func() error) error {
-	backoff := 10 * time.Millisecond
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return err
-		}
-		log.Warn("applying catalog records failed; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

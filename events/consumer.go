@@ -170,3 +170,26 @@ func decode(fetches kgo.Fetches, log *slog.Logger) ([]*recservev1.Event, []*kgo.
 	})
 	return evs, recs
 }
+
+// Retry calls fn until it succeeds or ctx is done (then it returns ctx's
+// error), pausing 10 ms after the first failure and twice as long after each
+// next one, up to 2 s; every failure is logged as msg with the error and attrs.
+func Retry(ctx context.Context, log *slog.Logger, msg string, fn func() error, attrs ...any) error {
+	backoff := 10 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return err
+		}
+		log.Warn(msg, append([]any{"err", err}, attrs...)...)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"os"
-	"time"
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -119,21 +118,14 @@ func (rt *realtime) consumeCatalog(ctx context.Context, log *slog.Logger, srv *s
 func (rt *realtime) consume(ctx context.Context, log *slog.Logger, srv *server.Server) error {
 	cfg := events.ConsumerConfig{Brokers: rt.brokers, Topic: rt.topic, Group: rt.group, TracerProvider: rt.tracing}
 	return events.Consume(ctx, cfg, log, func(ctx context.Context, evs []*recservev1.Event) error {
-		backoff := 10 * time.Millisecond
-		for {
+		err := events.Retry(ctx, log, "online store: applying events failed; retrying", func() error {
 			_, err := rt.store.Record(ctx, evs)
-			if err == nil {
-				srv.ObserveEvents(evs)
-				return nil
-			}
-			log.Warn("online store: applying events failed; retrying", "err", err, "events", len(evs))
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 2*time.Second)
+			return err
+		}, "events", len(evs))
+		if err == nil {
+			srv.ObserveEvents(evs)
 		}
+		return err
 	})
 }
 
