@@ -84,12 +84,15 @@ type State struct {
 func NewState() *State { return &State{items: map[string]*Item{}} }
 
 // Restore applies items' states (as a store's Load returns them).
-func (s *State) Restore(items []Item) {
+func (s *State) Restore(items []Item) { s.Apply(Records(items)) }
+
+// Records returns the changes that recreate items (Item.Records of each).
+func Records(items []Item) []*recservev1.CatalogRecord {
 	var recs []*recservev1.CatalogRecord
 	for _, it := range items {
 		recs = append(recs, it.Records()...)
 	}
-	s.Apply(recs)
+	return recs
 }
 
 // ItemID returns the id of the item a record changes, or "" for an erasure.

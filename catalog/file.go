@@ -127,6 +127,20 @@ func appendRecord(buf []byte, r *recservev1.CatalogRecord) ([]byte, error) {
 	return buf, nil
 }
 
+// encode returns the records of items (Item.Records), framed for the file,
+// and how many there are.
+func encode(items []Item) (buf []byte, n int, err error) {
+	for _, it := range items {
+		for _, r := range it.Records() {
+			if buf, err = appendRecord(buf, r); err != nil {
+				return nil, 0, fmt.Errorf("catalog: encode %q: %w", it.ID, err)
+			}
+			n++
+		}
+	}
+	return buf, n, nil
+}
+
 // Load reads the items the file holds.
 func (c *File) Load(context.Context) ([]Item, error) {
 	c.mu.Lock()
@@ -161,16 +175,9 @@ func (c *File) Save(_ context.Context, items []Item) error {
 	if len(items) == 0 {
 		return nil
 	}
-	var buf []byte
-	n := 0
-	for _, it := range items {
-		for _, r := range it.Records() {
-			n++
-			var err error
-			if buf, err = appendRecord(buf, r); err != nil {
-				return fmt.Errorf("catalog: encode %q: %w", it.ID, err)
-			}
-		}
+	buf, n, err := encode(items)
+	if err != nil {
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -206,17 +213,9 @@ func (c *File) recompact() error {
 // compact rewrites the file with the records of state's items (c.mu held or
 // not yet shared).
 func (c *File) compact(state *State) error {
-	var buf []byte
-	items := state.Items()
-	n := 0
-	for _, it := range items {
-		for _, r := range it.Records() {
-			var err error
-			if buf, err = appendRecord(buf, r); err != nil {
-				return fmt.Errorf("catalog: compact: %w", err)
-			}
-			n++
-		}
+	buf, n, err := encode(state.Items())
+	if err != nil {
+		return fmt.Errorf("catalog: compact: %w", err)
 	}
 	if err := fsutil.WriteFileAtomic(c.path, buf); err != nil {
 		return fmt.Errorf("catalog: compact: %w", err)

@@ -103,11 +103,7 @@ func (s *Server) LoadCatalog(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var recs []*recservev1.CatalogRecord
-	for _, it := range items {
-		recs = append(recs, it.Records()...)
-	}
-	s.catalog.apply(recs)
+	s.catalog.apply(catalog.Records(items))
 	s.kickRefold()
 	return nil
 }
