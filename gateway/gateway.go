@@ -37,8 +37,8 @@ var marshaler = &runtime.HTTPBodyMarshaler{Marshaler: &strictJSON{runtime.JSONPb
 }}}
 
 // strictJSON decodes a request body into a message with protojson over the
-// whole body, after checking that it is JSON at all: a syntax error names
-// its byte offset ("invalid JSON at byte offset 24: unexpected end of JSON
+// whole body; when that fails on a body that is not JSON at all, the error
+// names the syntax error's byte offset ("invalid JSON at byte offset 24: unexpected end of JSON
 // input"), where runtime.JSONPb's streaming decoder says "unexpected EOF". An
 // empty body is io.EOF, which the gateway takes for no body.
 type strictJSON struct{ runtime.JSONPb }
@@ -56,6 +56,12 @@ func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 		if len(bytes.TrimSpace(b)) == 0 {
 			return io.EOF
 		}
+		perr := m.UnmarshalOptions.Unmarshal(b, msg)
+		if perr == nil {
+			return nil
+		}
+		// Only a body that failed: is it JSON at all? (Parsing every body twice
+		// would cost each large batch of events a second pass.)
 		var raw json.RawMessage
 		if err := json.Unmarshal(b, &raw); err != nil {
 			var se *json.SyntaxError
@@ -64,7 +70,7 @@ func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 			}
 			return fmt.Errorf("invalid JSON: %v", err)
 		}
-		return m.UnmarshalOptions.Unmarshal(b, msg)
+		return perr
 	})
 }
 
