@@ -1,6 +1,7 @@
 package server
 
 import (
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -91,10 +92,7 @@ func (l *live) categoryNumber(name string) int32 {
 	if n, ok := c.numbers[name]; ok {
 		return n
 	}
-	next := &categories{names: append(slices.Clip(c.names), name), numbers: make(map[string]int32, len(c.numbers)+1)}
-	for k, v := range c.numbers {
-		next.numbers[k] = v
-	}
+	next := &categories{names: append(slices.Clip(c.names), name), numbers: maps.Clone(c.numbers)}
 	next.numbers[name] = int32(len(c.names))
 	l.cats.Store(next)
 	return next.numbers[name]
@@ -159,16 +157,8 @@ func (l *live) apply(items []catalog.Item) {
 }
 
 func (g *segment) clone() *segment {
-	return &segment{ids: slices.Clone(g.ids), rows: cloneRows(g.rows), vecs: slices.Clone(g.vecs), cat: slices.Clone(g.cat),
+	return &segment{ids: slices.Clone(g.ids), rows: maps.Clone(g.rows), vecs: slices.Clone(g.vecs), cat: slices.Clone(g.cat),
 		unavail: slices.Clone(g.unavail), fromUsers: slices.Clone(g.fromUsers)}
-}
-
-func cloneRows(m map[string]int32) map[string]int32 {
-	out := make(map[string]int32, len(m)+1)
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // remove deletes item i, moving the last item into its place.
